@@ -1,0 +1,5 @@
+import sys
+
+from tfigkd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""The ``tfigkd`` command line. Thin: parse, load the config, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _quiet_tf():
+    # TensorFlow's C++ start-up chatter drowns the useful output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _load(args):
+    from tfigkd.config import load_config
+
+    return load_config(args.config, args.set)
+
+
+def cmd_train_teacher(args):
+    from tfigkd.experiments.teacher import train_teacher
+
+    cfg = _load(args)
+    metrics = train_teacher(cfg, args.out)
+    print(f"test_accuracy={metrics['test_accuracy']:.4f} "
+          f"val_accuracy={metrics['val_accuracy']:.4f}")
+
+
+def cmd_summary(args):
+    from tfigkd.models import (build_model, format_summary, mobilenet_v2_cifar,
+                               summarize, truncated_student)
+
+    shape = tuple(args.input_shape)
+    teacher = mobilenet_v2_cifar(shape, args.classes)
+    rows = [summarize(teacher)]
+    if args.model:
+        rows.append(summarize(build_model(args.model, shape, args.classes), teacher))
+    else:
+        rows += [summarize(truncated_student(k, shape, args.classes), teacher)
+                 for k in args.blocks_removed]
+    print(format_summary(rows))
+
+
+def cmd_check_config(args):
+    cfg = _load(args)
+    print(f"{args.config}: OK ({cfg.name})")
+
+
+def _add_config(p):
+    p.add_argument("--config", required=True, help="experiment YAML under configs/")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set teacher.train.epochs=2")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tfigkd",
+        description="Knowledge distillation guided by Integrated Gradients: "
+                    "train, attribute, distill and export to TFLite.")
+    from tfigkd import __version__
+
+    parser.add_argument("--version", action="version", version=f"tfigkd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train-teacher", help="train the MobileNetV2 teacher of a config")
+    _add_config(p)
+    p.add_argument("--out", required=True, help="output folder (resumes if it holds a run)")
+    p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("summary", help="parameters, compression factor and MACs of models")
+    p.add_argument("--input-shape", type=int, nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--blocks-removed", type=int, nargs="*", default=[3, 5, 7, 9, 11, 13, 15, 17])
+    p.add_argument("--model", help="a registered model name instead of the students")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("check-config", help="validate a config file and exit")
+    _add_config(p)
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``tfigkd`` console script."""
+    _quiet_tf()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from tfigkd.config import ConfigError
+
+    try:
+        args.func(args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Experiment configuration: one YAML file = one experiment.
+
+Configs are parsed into dataclasses and validated up front, so a typo or a
+missing data path fails in the first second with a message that names the
+key, the problem and the fix, instead of an hour into a run. All problems
+found are reported together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid. The message lists every problem."""
+
+
+def _choices(*values, doc=""):
+    return {"choices": values, "doc": doc}
+
+
+def _range(lo=None, hi=None):
+    return {"range": (lo, hi)}
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are split."""
+    source: str = field(default="fashion_mnist", metadata=_choices(
+        "fashion_mnist", "cifar10_tfds", "cifar10_archive", "image_folder", "numpy"))
+    # Fashion-MNIST: folder of IDX .gz files (None: search the usual places).
+    # cifar10_archive: the official .tar.gz or its extracted folder.
+    # image_folder: folder with class sub-folders (or train/ and test/).
+    # numpy: an .npz with x_train, y_train, x_test, y_test [, class_names].
+    path: Optional[str] = None
+    download: bool = False            # allow tfds / Keras to download
+    data_dir: Optional[str] = None    # tfds data_dir
+    val_fraction: float = field(default=0.1, metadata=_range(0.0, 0.9))
+    test_fraction: float = field(default=0.2, metadata=_range(0.0, 0.9))  # image_folder without test/
+    train_subset: Optional[int] = field(default=None, metadata=_range(1, None))
+    test_subset: Optional[int] = field(default=None, metadata=_range(1, None))
+    seed: int = 0
+    mean: Optional[list[float]] = None  # None: the dataset's known/computed mean
+    std: Optional[list[float]] = None
+
+
+@dataclass
+class ModelConfig:
+    """A registered model name and the keyword arguments of its builder."""
+    name: str = "mobilenet_v2_cifar"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = field(default="sgd", metadata=_choices("sgd", "adam"))
+    lr: float = field(default=0.01, metadata=_range(0.0, None))
+    momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    nesterov: bool = True
+    weight_decay: float = field(default=0.0, metadata=_range(0.0, None))
+    schedule: str = field(default="warmup_cosine", metadata=_choices(
+        "constant", "cosine", "warmup_cosine"))
+    warmup_fraction: float = field(default=0.3, metadata=_range(0.0, 1.0))
+
+
+@dataclass
+class AugmentConfig:
+    crop_pad: int = field(default=4, metadata=_range(0, None))
+    flip: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe (METHOD.md sections 1 and 2)."""
+    epochs: int = field(default=100, metadata=_range(1, None))
+    batch_size: int = field(default=256, metadata=_range(1, None))
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # "dataset": (x/255 - mean) / std, as the teacher; "unit": x/255, as students.
+    input_norm: str = field(default="dataset", metadata=_choices("dataset", "unit"))
+    seed: int = 0
+    verbose: int = field(default=1, metadata=_range(0, 2))
+
+
+@dataclass
+class TeacherConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # A trained teacher .keras to use instead of training one.
+    path: Optional[str] = None
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole experiment. Sections are added by later pipeline stages."""
+    name: str = "experiment"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+
+# ---------------------------------------------------------------- validation
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true/false",
+            str: "a string", dict: "a mapping"}.get(tp, str(tp))
+
+
+def _convert(value, tp, where, errors, meta=None):
+    """Checks ``value`` against type ``tp``; returns the converted value."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], where, errors, meta)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            errors.append(f"{where}: expected a mapping (a YAML section), got "
+                          f"{value!r} ({type(value).__name__}).")
+            return tp()
+        return _from_dict(tp, value, where, errors)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            errors.append(f"{where}: expected {_type_name(tp)}, got {value!r}.")
+            return value
+        return [_convert(v, typing.get_args(tp)[0], f"{where}[{i}]", errors)
+                for i, v in enumerate(value)]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+        dict: isinstance(value, dict),
+    }.get(tp, True)
+    if not ok:
+        hint = ""
+        if tp in (int, float) and isinstance(value, str):
+            hint = " Write the number without quotes (YAML reads 1e-3 as a string: write 1.0e-3)."
+        errors.append(f"{where}: expected {_type_name(tp)}, got {value!r} "
+                      f"({type(value).__name__}).{hint}")
+        return value
+    if tp is float:
+        value = float(value)
+    meta = meta or {}
+    if "choices" in meta and value not in meta["choices"]:
+        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
+        errors.append(f"{where}: {value!r} is not one of "
+                      f"{', '.join(map(repr, meta['choices']))}."
+                      + (f" Did you mean {close[0]!r}?" if close else ""))
+    if "range" in meta:
+        lo, hi = meta["range"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            errors.append(f"{where}: {value!r} is out of range "
+                          f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}].")
+    return value
+
+
+def _from_dict(cls, data, where, errors):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            errors.append(
+                f"{path}: unknown key." + (f" Did you mean {close[0]!r}?" if close else "")
+                + f" Allowed keys here: {', '.join(fields)}.")
+            continue
+        kwargs[key] = _convert(value, hints[key], path, errors, fields[key].metadata)
+    return cls(**kwargs)
+
+
+def _check_paths(cfg: ExperimentConfig, errors):
+    d = cfg.data
+    needs_path = {"cifar10_archive": "the official cifar-10-binary.tar.gz (or "
+                  "cifar-10-python.tar.gz, or its extracted folder)",
+                  "image_folder": "a folder with one sub-folder per class",
+                  "numpy": "an .npz file with x_train, y_train, x_test, y_test"}
+    if d.source in needs_path and not d.path:
+        errors.append(f"data.path: required for source {d.source!r}; set it to "
+                      f"{needs_path[d.source]}.")
+    elif d.path and not os.path.exists(os.path.expanduser(d.path)):
+        fix = ("install Debian's package dataset-fashion-mnist "
+               "(apt-get install dataset-fashion-mnist), set data.path: null to "
+               "search the usual places, or set data.download: true"
+               if d.source == "fashion_mnist" else f"point it to {needs_path.get(d.source, 'the data')}")
+        errors.append(f"data.path: {d.path!r} does not exist; {fix}.")
+    if d.source == "cifar10_tfds" and d.data_dir and not d.download \
+            and not os.path.isdir(os.path.expanduser(d.data_dir)):
+        errors.append(f"data.data_dir: {d.data_dir!r} does not exist and "
+                      "data.download is false; set download: true or fix the path.")
+    if (d.mean is None) != (d.std is None):
+        errors.append("data.mean / data.std: give both or neither.")
+    if cfg.teacher.path and not os.path.exists(os.path.expanduser(cfg.teacher.path)):
+        errors.append(f"teacher.path: {cfg.teacher.path!r} does not exist; "
+                      "remove it to train a teacher, or point it to a .keras file.")
+
+
+def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
+    """Builds and validates an ``ExperimentConfig`` from a plain dict.
+
+    Raises:
+        ConfigError: Listing every unknown key, wrong type, bad value or
+            missing path, each with how to fix it.
+    """
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got "
+                          f"{type(data).__name__}.")
+    cfg = _from_dict(ExperimentConfig, data, "", errors)
+    if not errors:
+        _check_paths(cfg, errors)
+    if errors:
+        raise ConfigError(f"Invalid config {source}:\n  - " + "\n  - ".join(errors))
+    return cfg
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    """Applies ``["a.b=value", ...]`` (values parsed as YAML) to a config dict."""
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"Override {item!r} must look like key.sub=value.")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override {item!r}: {p!r} is not a section.")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str, overrides=None) -> ExperimentConfig:
+    """Reads and validates a YAML experiment config.
+
+    Args:
+        path: Path of the YAML file.
+        overrides: Optional ``["section.key=value"]`` strings applied on top.
+
+    Returns:
+        The validated ``ExperimentConfig``.
+
+    Raises:
+        ConfigError: If the file is missing, not YAML, or invalid.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"Config file {path!r} not found. The shipped configs "
+                          "are in configs/ (e.g. configs/fashion_mnist.yaml).")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    return config_from_dict(apply_overrides(data, overrides), source=path)
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """The config as plain data (for JSON summaries and reproducibility)."""
+    return dataclasses.asdict(cfg)

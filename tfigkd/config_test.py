@@ -1,0 +1,65 @@
+import glob
+import os
+
+import pytest
+
+from tfigkd.config import ConfigError, config_from_dict, load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml"))))
+def test_shipped_configs_parse(path):
+    # Shipped configs search for their data at run time (path: null), so
+    # they must validate on any machine.
+    cfg = load_config(path)
+    assert cfg.name == os.path.splitext(os.path.basename(path))[0]
+
+
+def test_unknown_key_names_the_key_and_suggests():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"teacher": {"train": {"epoch": 3}}})
+    msg = str(e.value)
+    assert "teacher.train.epoch: unknown key" in msg and "Did you mean 'epochs'" in msg
+
+
+def test_wrong_type_and_choice_and_range_all_reported():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"teacher": {"train": {"epochs": "ten", "batch_size": 0,
+                                                "optimizer": {"name": "sgdd", "lr": "1e-3"}}}})
+    msg = str(e.value)
+    assert "teacher.train.epochs: expected an integer, got 'ten'" in msg
+    assert "teacher.train.batch_size: 0 is out of range" in msg
+    assert "Did you mean 'sgd'" in msg
+    assert "write 1.0e-3" in msg
+
+
+def test_bool_is_not_an_int():
+    with pytest.raises(ConfigError, match="expected an integer"):
+        config_from_dict({"teacher": {"train": {"epochs": True}}})
+
+
+def test_missing_data_paths(tmp_path):
+    with pytest.raises(ConfigError, match="data.path: required for source 'numpy'"):
+        config_from_dict({"data": {"source": "numpy"}})
+    with pytest.raises(ConfigError, match="dataset-fashion-mnist"):
+        config_from_dict({"data": {"source": "fashion_mnist", "path": str(tmp_path / "nope")}})
+    with pytest.raises(ConfigError, match="teacher.path"):
+        config_from_dict({"teacher": {"path": str(tmp_path / "t.keras")}})
+
+
+def test_section_must_be_mapping_and_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="data: expected a mapping"):
+        config_from_dict({"data": 3})
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\nteacher: {train: {epochs: 3}}\n")
+    cfg = load_config(str(p), ["teacher.train.epochs=5", "teacher.train.optimizer.lr=0.5"])
+    assert cfg.teacher.train.epochs == 5 and cfg.teacher.train.optimizer.lr == 0.5
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(str(tmp_path / "none.yaml"))
+    (tmp_path / "b.yaml").write_text("a: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(tmp_path / "b.yaml"))

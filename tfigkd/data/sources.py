@@ -1,0 +1,178 @@
+"""Loading a configured data source into train / validation / test splits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tfigkd.data import cifar, folder, idx
+from tfigkd.data.split import Subset, fingerprint, stratified_split, stratified_subset
+
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
+                      "~/.keras/datasets/fashion-mnist")
+_FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+# Per-dataset normalisation constants (METHOD.md section 1 for CIFAR-10).
+KNOWN_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+}
+
+
+@dataclass
+class SplitData:
+    """A dataset split three ways, with its normalisation and fingerprint."""
+    name: str
+    train: Subset
+    val: Subset
+    test: Subset
+    class_names: list
+    mean: tuple
+    std: tuple
+    fingerprint: str = field(default="")
+
+    @property
+    def input_shape(self):
+        return tuple(int(d) for d in self.train.x.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def sizes(self):
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def _find_fmnist(path, download):
+    def complete(d):
+        d = os.path.expanduser(d)
+        found = []
+        for base in _FMNIST_FILES:
+            for cand in (base + ".gz", base):
+                if os.path.isfile(os.path.join(d, cand)):
+                    found.append(os.path.join(d, cand))
+                    break
+        return found if len(found) == 4 else None
+
+    candidates = [path] if path else list(FASHION_MNIST_DIRS)
+    for d in candidates:
+        files = complete(d)
+        if files:
+            return files
+    if download and not path:
+        import keras
+
+        keras.datasets.fashion_mnist.load_data()  # caches to ~/.keras/datasets
+        files = complete(FASHION_MNIST_DIRS[1])
+        if files:
+            return files
+    raise FileNotFoundError(
+        f"Fashion-MNIST IDX files not found in {', '.join(candidates)}. Install "
+        "Debian's package (apt-get install dataset-fashion-mnist), set data.path "
+        "to a folder holding train-images-idx3-ubyte.gz etc., or set "
+        "data.download: true to let Keras download them.")
+
+
+def load_fashion_mnist(path=None, download=False):
+    """Loads Fashion-MNIST from its IDX files.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test, class_names)``, images (N, 28, 28, 1) uint8.
+    """
+    xtr, ytr, xte, yte = (idx.read_idx(f) for f in _find_fmnist(path, download))
+    return (xtr[..., None], ytr.astype(np.int64), xte[..., None],
+            yte.astype(np.int64), list(FASHION_MNIST_CLASSES))
+
+
+def _load_raw(cfg):
+    if cfg.source == "fashion_mnist":
+        return "fashion_mnist", load_fashion_mnist(cfg.path, cfg.download)
+    if cfg.source == "cifar10_archive":
+        return "cifar10", cifar.load_cifar10_archive(cfg.path)
+    if cfg.source == "cifar10_tfds":
+        return "cifar10", cifar.load_cifar10_tfds(cfg.data_dir, cfg.download)
+    if cfg.source == "image_folder":
+        return os.path.basename(os.path.normpath(cfg.path)), folder.load_image_folder(cfg.path)
+    if cfg.source == "numpy":
+        return os.path.splitext(os.path.basename(cfg.path))[0], folder.load_numpy(cfg.path)
+    raise ValueError(f"Unknown data source {cfg.source!r}.")
+
+
+def _check_arrays(x, y, what):
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"{what} images must be (N, H, W[, C]); got shape {x.shape}.")
+    if x.dtype != np.uint8:
+        raise ValueError(f"{what} images must be uint8 in [0, 255]; got {x.dtype}. "
+                         "Convert with (x * 255).round().astype('uint8') if they are in [0, 1].")
+    y = y.reshape(-1).astype(np.int64)
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels.")
+    return x, y
+
+
+def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_names=None):
+    """Splits in-memory arrays as ``load_splits`` does (for notebooks and tests).
+
+    Args:
+        x_train, y_train: Training images (uint8 NHWC) and integer labels.
+        x_test, y_test: Test arrays, or None to carve a stratified test split
+            (``cfg.test_fraction``) from the training arrays.
+        cfg: A ``DataConfig`` (fractions, subsets, seed, mean/std).
+        name: Dataset name (selects known normalisation constants).
+        class_names: Optional class names.
+
+    Returns:
+        A ``SplitData``. Train/val indices refer to positions in ``x_train``;
+        test indices to positions in ``x_test`` (or ``x_train`` when carved).
+    """
+    x_train, y_train = _check_arrays(x_train, y_train, "training")
+    full = Subset(x_train, y_train, np.arange(len(y_train), dtype=np.int64))
+    if x_test is None:
+        keep, held = stratified_split(y_train, cfg.test_fraction, cfg.seed + 7919)
+        test, full = full.take(held), full.take(keep)
+    else:
+        x_test, y_test = _check_arrays(x_test, y_test, "test")
+        test = Subset(x_test, y_test, np.arange(len(y_test), dtype=np.int64))
+    if cfg.train_subset:
+        # The subset is drawn before the validation carve, so the validation
+        # split is a fraction of the data actually used.
+        full = full.take(stratified_subset(full.y, cfg.train_subset, cfg.seed))
+    keep, held = stratified_split(full.y, cfg.val_fraction, cfg.seed)
+    train, val = full.take(keep), full.take(held)
+    if cfg.test_subset:
+        test = test.take(stratified_subset(test.y, cfg.test_subset, cfg.seed))
+    n_classes = int(max(y_train.max(), test.y.max())) + 1
+    class_names = list(class_names or [str(i) for i in range(n_classes)])
+    if cfg.mean is not None:
+        mean, std = tuple(cfg.mean), tuple(cfg.std)
+    elif name in KNOWN_STATS:
+        mean, std = KNOWN_STATS[name]
+    else:
+        pix = train.x.reshape(-1, train.x.shape[-1]).astype(np.float64) / 255.0
+        mean, std = tuple(pix.mean(0).round(4)), tuple(pix.std(0).round(4))
+    if len(mean) != train.x.shape[-1]:
+        raise ValueError(f"data.mean has {len(mean)} values but the images have "
+                         f"{train.x.shape[-1]} channels.")
+    return SplitData(name, train, val, test, class_names, tuple(mean), tuple(std),
+                     fingerprint(train))
+
+
+def load_splits(cfg):
+    """Loads the data source named in a ``DataConfig`` and splits it.
+
+    The validation split is carved (stratified, seeded) from the training
+    set, never from the test set. Every example keeps a stable index.
+
+    Returns:
+        A ``SplitData`` with its training-split fingerprint.
+    """
+    name, (xtr, ytr, xte, yte, classes) = _load_raw(cfg)
+    return split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes)

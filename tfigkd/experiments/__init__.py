@@ -1,0 +1,1 @@
+"""Training stages and the pipeline that chains them."""

@@ -1,0 +1,43 @@
+"""Pieces shared by the training stages: datasets, compile, evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from tfigkd.data import make_dataset
+
+
+def datasets_for(splits, train_cfg, with_index=False, batch_transform=None):
+    """Training, validation and test pipelines for a ``TrainConfig`` recipe."""
+    common = dict(input_norm=train_cfg.input_norm, mean=splits.mean, std=splits.std,
+                  with_index=with_index)
+    train = make_dataset(splits.train, batch_size=train_cfg.batch_size, training=True,
+                         crop_pad=train_cfg.augment.crop_pad, flip=train_cfg.augment.flip,
+                         seed=train_cfg.seed, batch_transform=batch_transform, **common)
+    val = make_dataset(splits.val, batch_size=train_cfg.batch_size, training=False, **common)
+    test = make_dataset(splits.test, batch_size=train_cfg.batch_size, training=False, **common)
+    return train, val, test
+
+
+def steps_per_epoch(n, batch_size):
+    return max(1, math.ceil(n / batch_size))
+
+
+def classification_compile(model, optimizer):
+    """Compiles ``model`` (logits output) with cross-entropy and accuracy."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        # XLA measured 7x slower than the default graph on this 2-core CPU.
+        jit_compile=False)
+
+
+def evaluate_accuracy(model, dataset):
+    """Top-1 accuracy of a logits model on a dataset of (x, y) batches."""
+    metric = keras.metrics.SparseCategoricalAccuracy()
+    for x, y in dataset:
+        metric.update_state(y, model(x, training=False))
+    return float(metric.result())

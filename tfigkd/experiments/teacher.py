@@ -1,0 +1,102 @@
+"""Teacher training (METHOD.md section 1): ``tfigkd train-teacher``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+
+import tfigkd
+from tfigkd.config import config_to_dict
+from tfigkd.data import load_splits
+from tfigkd.experiments.common import (classification_compile, datasets_for,
+                                       evaluate_accuracy, steps_per_epoch)
+from tfigkd.experiments.fit import fit_resumable
+from tfigkd.experiments.optim import build_optimizer
+from tfigkd.io import read_json, write_json
+from tfigkd.models import build_model, count_macs, trainable_params
+
+TEACHER_FILE = "teacher.keras"
+METRICS_FILE = "teacher_metrics.json"
+
+
+def train_teacher(cfg, out_dir, splits=None, verbose=None):
+    """Trains (or resumes, or reuses) the teacher of an experiment config.
+
+    Args:
+        cfg: An ``ExperimentConfig``.
+        out_dir: Output folder. Gets ``teacher.keras`` (best on validation),
+            ``teacher_metrics.json``, TensorBoard logs under ``logs/teacher``
+            and the resumable state under ``work/teacher``.
+        splits: Pre-loaded ``SplitData`` (loaded from ``cfg.data`` if None).
+        verbose: Overrides ``cfg.teacher.train.verbose``.
+
+    Returns:
+        The metrics dict that is also written to ``teacher_metrics.json``.
+
+    Raises:
+        ValueError: If a finished run in ``out_dir`` used different data.
+    """
+    t_start = time.time()
+    tcfg = cfg.teacher.train
+    verbose = tcfg.verbose if verbose is None else verbose
+    splits = splits or load_splits(cfg.data)
+    metrics_path = os.path.join(out_dir, METRICS_FILE)
+    model_path = os.path.join(out_dir, TEACHER_FILE)
+    if os.path.exists(metrics_path) and os.path.exists(model_path):
+        done = read_json(metrics_path)
+        if done.get("fingerprint") != splits.fingerprint:
+            raise ValueError(
+                f"{out_dir} holds a teacher trained on other data (fingerprint "
+                f"{done.get('fingerprint', '?')[:12]} vs {splits.fingerprint[:12]}); "
+                "use another --out folder or delete it.")
+        if verbose:
+            print(f"Teacher already trained: {model_path} "
+                  f"(test accuracy {done['test_accuracy']:.4f}); reusing it.")
+        return done
+
+    keras.utils.set_random_seed(tcfg.seed)
+    model = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
+                        **cfg.teacher.model.kwargs)
+    train_ds, val_ds, test_ds = datasets_for(splits, tcfg)
+    optimizer = build_optimizer(tcfg.optimizer, tcfg.epochs,
+                                steps_per_epoch(len(splits.train), tcfg.batch_size))
+    classification_compile(model, optimizer)
+    state = fit_resumable(
+        model, train_ds, val_ds, epochs=tcfg.epochs,
+        work_dir=os.path.join(out_dir, "work", "teacher"), best_path=model_path,
+        tensorboard_dir=os.path.join(out_dir, "logs", "teacher"), verbose=verbose)
+
+    best = keras.models.load_model(model_path)
+    test_acc = evaluate_accuracy(best, test_ds)
+    metrics = {
+        "model": cfg.teacher.model.name,
+        "model_path": os.path.abspath(model_path),
+        "val_accuracy": state["best"],
+        "test_accuracy": test_acc,
+        "best_epoch": state["best_epoch"],
+        "epochs": tcfg.epochs,
+        "trainable_params": trainable_params(best),
+        "macs": count_macs(best),
+        "train_seconds": state["train_seconds"],
+        "wall_seconds_this_run": time.time() - t_start,
+        "dataset": splits.name,
+        "sizes": splits.sizes(),
+        "input_shape": list(splits.input_shape),
+        "input_norm": tcfg.input_norm,
+        "mean": list(splits.mean),
+        "std": list(splits.std),
+        "class_names": splits.class_names,
+        "fingerprint": splits.fingerprint,
+        "history": state["history"],
+        "config": config_to_dict(cfg),
+        "tfigkd_version": tfigkd.__version__,
+    }
+    write_json(metrics_path, metrics)
+    if verbose:
+        print(f"Teacher: val accuracy {metrics['val_accuracy']:.4f} (epoch "
+              f"{metrics['best_epoch']}), test accuracy {test_acc:.4f}, "
+              f"{metrics['trainable_params']:,} params, {metrics['macs']:,} MACs, "
+              f"{metrics['train_seconds']:.0f} s training.")
+    return metrics
