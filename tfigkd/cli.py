@@ -27,6 +27,23 @@ def cmd_train_teacher(args):
           f"val_accuracy={metrics['val_accuracy']:.4f}")
 
 
+def cmd_precompute_ig(args):
+    from tfigkd.attribution.precompute import precompute_ig
+    from tfigkd.attribution.store import parse_shard_spec
+
+    cfg = _load(args)
+    shard = parse_shard_spec(args.shard) if args.shard else (0, 1)
+    man = precompute_ig(cfg, args.out, shard=shard, verify_only=args.verify)
+    if man is None:
+        print(f"Shard {args.shard} done; other shards are still missing. When all jobs "
+              f"have finished, run: tfigkd precompute-ig --config {args.config} "
+              f"--out {args.out} --verify")
+        return
+    c = man["completeness"]
+    print(f"IG store OK: {man['count']} maps in {len(man['shards'])} shards; completeness "
+          f"error median {c['median_rel_error']:.2%}, p90 {c['p90_rel_error']:.2%} (relative).")
+
+
 def cmd_summary(args):
     from tfigkd.models import (build_model, format_summary, mobilenet_v2_cifar,
                                summarize, truncated_student)
@@ -68,6 +85,14 @@ def build_parser():
     p.add_argument("--out", required=True, help="output folder (resumes if it holds a run)")
     p.set_defaults(func=cmd_train_teacher)
 
+    p = sub.add_parser("precompute-ig", help="compute the teacher's IG maps into a TFRecord store")
+    _add_config(p)
+    p.add_argument("--out", required=True, help="run folder holding teacher.keras; maps go to OUT/ig")
+    p.add_argument("--shard", metavar="i/N", help="compute only part i of N (job arrays)")
+    p.add_argument("--verify", action="store_true",
+                   help="compute nothing: check that the shards make a whole and write the manifest")
+    p.set_defaults(func=cmd_precompute_ig)
+
     p = sub.add_parser("summary", help="parameters, compression factor and MACs of models")
     p.add_argument("--input-shape", type=int, nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))
     p.add_argument("--classes", type=int, default=10)
@@ -93,8 +118,10 @@ def main(argv=None):
 
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("TFIGKD_DEBUG"):
+            raise
+        print(f"error: {e}\n(set TFIGKD_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
     return 0
 

@@ -99,12 +99,27 @@ class TeacherConfig:
 
 
 @dataclass
+class IGConfig:
+    """Integrated Gradients of the teacher (METHOD.md section 3)."""
+    n_steps: int = field(default=32, metadata=_range(1, None))
+    method: str = field(default="gausslegendre", metadata=_choices(
+        "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid"))
+    baseline: str = field(default="zeros", metadata=_choices("zeros", "black", "blur", "uniform"))
+    output: str = field(default="logits", metadata=_choices("logits", "probabilities"))
+    reduce: str = field(default="sum_abs", metadata=_choices("sum_abs", "abs_sum", "sum", "l2"))
+    batch_size: int = field(default=32, metadata=_range(1, None))        # images per IG call
+    internal_batch_size: int = field(default=512, metadata=_range(1, None))  # interpolations per pass
+    shard_size: int = field(default=1000, metadata=_range(1, None))
+
+
+@dataclass
 class ExperimentConfig:
     """The whole experiment. Sections are added by later pipeline stages."""
     name: str = "experiment"
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    ig: IGConfig = field(default_factory=IGConfig)
 
 
 # ---------------------------------------------------------------- validation

@@ -156,15 +156,22 @@ def load_cifar10_tfds(data_dir=None, download=False):
     try:
         (train, test), info = tfds.load(
             "cifar10", split=["train", "test"], data_dir=data_dir,
-            download=download, as_supervised=True, batch_size=-1, with_info=True)
+            download=download, as_supervised=True, with_info=True)
     except Exception as e:  # tfds raises several types for "not prepared"
         raise RuntimeError(
             f"tfds could not load cifar10 from data_dir={data_dir!r} "
             f"(download={download}): {e}. Prepare it once with "
             "data.download: true on a machine with internet, or use "
             "source: cifar10_archive with a local archive.") from e
-    x_train, y_train = (np.asarray(t) for t in tfds.as_numpy(train))
-    x_test, y_test = (np.asarray(t) for t in tfds.as_numpy(test))
+    # batch_size=-1 would be shorter but aborts the process on tfds' mock data.
+    def to_numpy(ds):
+        xs, ys = zip(*tfds.as_numpy(ds.batch(4096)))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x_train, y_train = to_numpy(train)
+    x_test, y_test = to_numpy(test)
     names = info.features["label"].names
+    if names == [str(i) for i in range(len(names))]:
+        names = CIFAR10_CLASSES  # tfds metadata not prepared (e.g. mock data)
     return (x_train.astype(np.uint8), y_train.astype(np.int64),
             x_test.astype(np.uint8), y_test.astype(np.int64), list(names))

@@ -1,0 +1,106 @@
+"""``tfigkd precompute-ig``: the teacher's IG maps for the whole training split."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+import numpy as np
+
+from tfigkd.attribution.integrated_gradients import IntegratedGradients, ig_map
+from tfigkd.attribution.store import (MANIFEST, IGSettings, finalize_store, load_maps,
+                                      write_store)
+from tfigkd.data import load_splits, normalize
+from tfigkd.io import file_sha256, read_json
+
+STORE_DIR = "ig"
+
+
+def ig_settings(ig_cfg):
+    """The ``IGSettings`` recorded in (and checked against) a store."""
+    return IGSettings(n_steps=ig_cfg.n_steps, method=ig_cfg.method, baseline=ig_cfg.baseline,
+                      output=ig_cfg.output, reduce=ig_cfg.reduce,
+                      internal_batch_size=ig_cfg.internal_batch_size)
+
+
+def teacher_path_for(cfg, out_dir):
+    return os.path.expanduser(cfg.teacher.path) if cfg.teacher.path else \
+        os.path.join(out_dir, "teacher.keras")
+
+
+def make_compute_fn(teacher, ig_cfg, input_norm, mean, std):
+    """``fn(x_uint8, labels) -> (maps, delta, rel_error)`` for ``write_store``."""
+    ig = IntegratedGradients(teacher, ig_cfg.output)
+    norm = (mean, std) if input_norm == "dataset" else None
+
+    def compute(x_uint8, labels):
+        x = normalize(x_uint8, input_norm, mean, std).numpy()
+        attr, delta = ig.attribute(x, labels, baseline=ig_cfg.baseline, n_steps=ig_cfg.n_steps,
+                                   method=ig_cfg.method, return_delta=True, norm=norm,
+                                   internal_batch_size=ig_cfg.internal_batch_size)
+        # F(x) - F(x') = sum(IG) + delta, the scale the error is relative to.
+        span = np.abs(attr.reshape(len(x), -1).sum(1) + delta)
+        rel = np.abs(delta) / np.maximum(span, 1e-6)
+        return ig_map(attr, ig_cfg.reduce), delta, rel
+
+    return compute
+
+
+def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, progress=True):
+    """Computes (or resumes, or verifies) the store of teacher IG maps.
+
+    Args:
+        cfg: ``ExperimentConfig``; the teacher is ``cfg.teacher.path`` or
+            ``out_dir/teacher.keras``.
+        out_dir: Run folder; the store goes to ``out_dir/ig``.
+        splits: Pre-loaded ``SplitData``.
+        shard: ``(i, N)``: compute only this worker's shards (job arrays);
+            the manifest is written only when all shards are present.
+        verify_only: Compute nothing; check the shards and write the manifest.
+        progress: Show a progress bar.
+
+    Returns:
+        The manifest dict, or None when other workers' shards are still missing.
+    """
+    splits = splits or load_splits(cfg.data)
+    store = os.path.join(out_dir, STORE_DIR)
+    tpath = teacher_path_for(cfg, out_dir)
+    if not os.path.exists(tpath):
+        raise FileNotFoundError(f"Teacher {tpath} not found; run `tfigkd train-teacher` "
+                                "first or set teacher.path.")
+    thash = file_sha256(tpath)
+    settings = ig_settings(cfg.ig)
+    mpath = os.path.join(store, MANIFEST)
+    if os.path.exists(mpath):
+        man = read_json(mpath)
+        if (man["fingerprint"], man["teacher_sha256"], man["settings"]) == \
+                (splits.fingerprint, thash, settings.__dict__):
+            return man
+    if not verify_only:
+        teacher = keras.models.load_model(tpath)
+        t0 = time.time()
+        n = write_store(
+            store, splits.train,
+            make_compute_fn(teacher, cfg.ig, cfg.teacher.train.input_norm, splits.mean, splits.std),
+            fingerprint=splits.fingerprint, teacher_hash=thash, settings=settings,
+            shard_size=cfg.ig.shard_size, batch_size=cfg.ig.batch_size, worker=shard,
+            progress=progress)
+        if progress and n:
+            print(f"Computed {n} shard(s) in {time.time() - t0:.1f} s.")
+        if shard[1] > 1:
+            from tfigkd.attribution.store import StoreMismatchError
+
+            try:
+                return finalize_store(store)
+            except StoreMismatchError:
+                return None  # other workers still running: verify later
+    return finalize_store(store)
+
+
+def load_ig_maps(cfg, out_dir, splits):
+    """The stored maps for ``splits.train``, checked against data, teacher and settings."""
+    return load_maps(os.path.join(out_dir, STORE_DIR), splits.train,
+                     fingerprint=splits.fingerprint,
+                     teacher_hash=file_sha256(teacher_path_for(cfg, out_dir)),
+                     settings=ig_settings(cfg.ig))
