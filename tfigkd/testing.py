@@ -41,7 +41,7 @@ def tiny_config_dict(npz_path, epochs=1):
         "data": {"source": "numpy", "path": str(npz_path), "val_fraction": 0.25},
         "teacher": {
             "model": {"name": "truncated_student", "kwargs": {"blocks_removed": 16}},
-            "train": {"epochs": epochs, "batch_size": 32, "verbose": 0,
+            "train": {"epochs": epochs, "batch_size": 16, "verbose": 0,
                       "augment": {"crop_pad": 1, "flip": False},
                       "optimizer": {"name": "adam", "lr": 0.01, "schedule": "constant"}},
         },

@@ -66,7 +66,7 @@ def apply_geometry(images, geometry, pad):
 
 def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
                  std=None, crop_pad=4, flip=True, seed=0, with_index=False,
-                 drop_remainder=False, batch_transform=None):
+                 drop_remainder=False, batch_transform=None, extras=None):
     """Builds the tf.data pipeline for one split.
 
     Args:
@@ -85,13 +85,16 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
             the uint8 batch dict (keys image, label, index, geometry) after
             the geometry is drawn and before normalisation; later stages hook
             IG overlays in here.
+        extras: Optional ``{name: array}`` of per-example arrays aligned with
+            ``subset`` (e.g. IG maps); they travel with their example through
+            shuffling and batching and reach ``batch_transform``.
 
     Returns:
         A ``tf.data.Dataset``.
     """
     ds = tf.data.Dataset.from_tensor_slices(
         {"image": subset.x, "label": subset.y.astype(np.int64),
-         "index": subset.index.astype(np.int64)}).cache()
+         "index": subset.index.astype(np.int64), **(extras or {})}).cache()
     if training:
         ds = ds.shuffle(len(subset), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
