@@ -44,6 +44,19 @@ def cmd_precompute_ig(args):
           f"error median {c['median_rel_error']:.2%}, p90 {c['p90_rel_error']:.2%} (relative).")
 
 
+def cmd_run(args):
+    from tfigkd.config import load_config
+    from tfigkd.experiments.pipeline import run_pipeline
+
+    cfg = load_config(args.config_path, args.set)
+    s = run_pipeline(cfg, args.out)
+    print(f"teacher test_accuracy={s['teacher']['test_accuracy']:.4f}")
+    for m in s["models"]:
+        print(f"{m['mode']:<10} seed {m['seed']}: val {m['val_accuracy']:.4f} test {m['test_accuracy']:.4f}")
+    if s["int8"]:
+        print(f"int8 {s['int8']['path']}: test {s['int8']['test_accuracy']:.4f}")
+
+
 def cmd_summary(args):
     from tfigkd.models import (build_model, format_summary, mobilenet_v2_cifar,
                                summarize, truncated_student)
@@ -84,6 +97,12 @@ def build_parser():
     _add_config(p)
     p.add_argument("--out", required=True, help="output folder (resumes if it holds a run)")
     p.set_defaults(func=cmd_train_teacher)
+
+    p = sub.add_parser("run", help="the whole pipeline: teacher, IG maps, students, int8 export, report")
+    p.add_argument("config_path", metavar="CONFIG", help="experiment YAML")
+    p.add_argument("--out", required=True, help="output folder (re-run to resume)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("precompute-ig", help="compute the teacher's IG maps into a TFRecord store")
     _add_config(p)

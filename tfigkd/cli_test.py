@@ -6,7 +6,7 @@ from tfigkd.cli import build_parser, main
 
 def test_help_lists_subcommands():
     text = build_parser().format_help()
-    for cmd in ("train-teacher", "summary", "check-config"):
+    for cmd in ("train-teacher", "precompute-ig", "run", "summary", "check-config"):
         assert cmd in text
 
 

@@ -101,7 +101,7 @@ class TeacherConfig:
 @dataclass
 class IGConfig:
     """Integrated Gradients of the teacher (METHOD.md section 3)."""
-    n_steps: int = field(default=32, metadata=_range(1, None))
+    n_steps: int = field(default=128, metadata=_range(1, None))
     method: str = field(default="gausslegendre", metadata=_choices(
         "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid"))
     baseline: str = field(default="zeros", metadata=_choices("zeros", "black", "blur", "uniform"))
@@ -112,6 +112,40 @@ class IGConfig:
     shard_size: int = field(default=1000, metadata=_range(1, None))
 
 
+MODES = ("student", "kd", "ig", "kd_ig", "at", "kd_at", "ig_at", "kd_ig_at")
+
+
+def _student_train():
+    return TrainConfig(epochs=100, batch_size=64, input_norm="unit",
+                       optimizer=OptimizerConfig(name="adam", lr=1e-3, schedule="constant",
+                                                 momentum=0.0, nesterov=False))
+
+
+@dataclass
+class StudentConfig:
+    """Student training and the ablation modes (METHOD.md sections 2, 4-6)."""
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(
+        "truncated_student", {"blocks_removed": 5}))
+    train: TrainConfig = field(default_factory=_student_train)
+    modes: list[str] = field(default_factory=lambda: ["student", "kd", "ig", "kd_ig"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    alpha: float = field(default=0.01, metadata=_range(0.0, 1.0))
+    temperature: float = field(default=2.5, metadata=_range(1e-6, None))
+    gamma: float = field(default=0.8, metadata=_range(0.0, None))
+    at_layers: list[list[str]] = field(default_factory=lambda: [["features_9", "features_9"]])
+    p: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    exponent_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
+    overlay_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    align_geometry: bool = False
+    teacher_mode: str = field(default="online", metadata=_choices("online", "cached"))
+
+
+@dataclass
+class ExportConfig:
+    int8: bool = True
+    calibration_images: int = field(default=256, metadata=_range(1, None))
+
+
 @dataclass
 class ExperimentConfig:
     """The whole experiment. Sections are added by later pipeline stages."""
@@ -120,6 +154,8 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     ig: IGConfig = field(default_factory=IGConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 # ---------------------------------------------------------------- validation
@@ -224,6 +260,11 @@ def _check_paths(cfg: ExperimentConfig, errors):
                       "data.download is false; set download: true or fix the path.")
     if (d.mean is None) != (d.std is None):
         errors.append("data.mean / data.std: give both or neither.")
+    for m in cfg.student.modes:
+        if m not in MODES:
+            close = difflib.get_close_matches(m, MODES, n=1)
+            errors.append(f"student.modes: {m!r} is not a mode; use any of {', '.join(MODES)}."
+                          + (f" Did you mean {close[0]!r}?" if close else ""))
     if cfg.teacher.path and not os.path.exists(os.path.expanduser(cfg.teacher.path)):
         errors.append(f"teacher.path: {cfg.teacher.path!r} does not exist; "
                       "remove it to train a teacher, or point it to a .keras file.")

@@ -39,7 +39,7 @@ class StoreMismatchError(ValueError):
 @dataclass
 class IGSettings:
     """Everything that determines the maps (recorded in the manifest)."""
-    n_steps: int = 32
+    n_steps: int = 128
     method: str = "gausslegendre"
     baseline: str = "zeros"
     output: str = "logits"

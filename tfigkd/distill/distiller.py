@@ -80,6 +80,9 @@ class Distiller(keras.Model):
             self._cached = tf.constant(cached_logits, tf.float32)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "ce", "kd", "at")}
         self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        # Student and teacher are built functional models, so the wrapper is
+        # too; saying so lets save_weights/checkpoints run before any call.
+        self.built = True
 
     @property
     def metrics(self):

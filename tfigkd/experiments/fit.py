@@ -21,10 +21,11 @@ from tfigkd.io import atomic_path, read_json, write_json
 def save_inference_copy(model, path):
     """Saves ``model`` as ``.keras`` without optimiser state, atomically.
 
-    A fresh clone is saved so the file loads anywhere without the training
-    code's custom objects (schedules, losses).
+    A fresh, uncompiled copy is saved so the file loads anywhere without the
+    training code's custom objects (schedules, losses). ``clone_model`` would
+    not do: it compiles the clone like the original.
     """
-    clone = keras.models.clone_model(model)
+    clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
     with atomic_path(path) as tmp:
         clone.save(tmp)

@@ -81,3 +81,15 @@ def test_other_data_in_same_folder_is_refused(tmp_path, npz):
     other = write_npz(str(tmp_path / "other.npz"), n_train=160, n_test=60, seed=9)
     with pytest.raises(ValueError, match="other data"):
         train_teacher(config_from_dict(tiny_config_dict(other, epochs=1)), out)
+
+
+def test_saved_teacher_loads_without_tfigkd_objects(tmp_path, npz):
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "run")
+    m = train_teacher(config_from_dict(tiny_config_dict(npz, epochs=1)), out)
+    code = ("import keras; m = keras.models.load_model(%r); "
+            "assert not m.compiled; print(m.count_params())" % m["model_path"])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,0 +1,69 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfigkd.config import config_from_dict
+from tfigkd.experiments.pipeline import run_pipeline
+from tfigkd.testing import tiny_config_dict, write_npz
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    d = tiny_config_dict(write_npz(str(tmp / "toy.npz"), n_train=120, n_test=45,
+                                   shape=(16, 16, 1)), epochs=3)
+    d["ig"] = {"n_steps": 8, "batch_size": 16, "internal_batch_size": 128, "shard_size": 50}
+    d["student"] = {
+        "model": {"name": "truncated_student", "kwargs": {"blocks_removed": 15}},
+        "train": {"epochs": 2, "batch_size": 16, "verbose": 0, "input_norm": "unit",
+                  "optimizer": {"name": "adam", "lr": 0.003, "schedule": "constant"},
+                  "augment": {"crop_pad": 1, "flip": True}},
+        "modes": ["student", "kd", "ig", "kd_ig", "kd_at"],
+        "at_layers": [["features_2", "features_2"]],
+        "p": 0.5,
+    }
+    d["export"] = {"calibration_images": 16}
+    out = str(tmp / "out")
+    return run_pipeline(config_from_dict(d), out, verbose=0), out, d
+
+
+def test_summary_content(result):
+    s, out, _ = result
+    with open(os.path.join(out, "summary.json")) as f:
+        saved = json.load(f)
+    assert saved["fingerprint"] == s["fingerprint"] and len(saved["fingerprint"]) == 64
+    assert saved["sizes"] == {"train": 90, "val": 30, "test": 45}
+    assert [m["mode"] for m in saved["models"]] == ["student", "kd", "ig", "kd_ig", "kd_at"]
+    by_mode = {m["mode"]: m for m in saved["models"]}
+    assert by_mode["student"]["alpha"] == 0 and by_mode["student"]["p"] == 0
+    assert by_mode["kd_ig"]["alpha"] == 0.01 and by_mode["kd_ig"]["p"] == 0.5
+    assert by_mode["kd_at"]["gamma"] == 0.8
+    for m in saved["models"]:
+        assert os.path.exists(m["keras_path"])
+        assert 0 <= m["test_accuracy"] <= 1
+    assert len({m["trainable_params"] for m in saved["models"]}) == 1
+    best = max(saved["models"], key=lambda m: m["val_accuracy"])
+    assert saved["best_student"] == best["name"]
+    assert saved["ig"]["completeness"]["median_rel_error"] < 0.2
+    e = saved["int8"]
+    assert os.path.exists(e["path"]) and e["bytes"] == os.path.getsize(e["path"])
+    assert e["agreement_with_keras"] >= 0.8
+    assert saved["tfigkd_version"]
+
+
+def test_report_and_plots(result):
+    _, out, _ = result
+    text = open(os.path.join(out, "report.md")).read()
+    assert "| kd_ig |" in text and "int8 TFLite" in text
+    for png in ("curves.png", "modes.png", "ig_grid.png"):
+        assert os.path.getsize(os.path.join(out, "plots", png)) > 1000
+
+
+def test_rerun_redoes_nothing(result):
+    s, out, d = result
+    stamps = {m["keras_path"]: os.path.getmtime(m["keras_path"]) for m in s["models"]}
+    s2 = run_pipeline(config_from_dict(d), out, verbose=0)
+    assert [m["test_accuracy"] for m in s2["models"]] == [m["test_accuracy"] for m in s["models"]]
+    assert {p: os.path.getmtime(p) for p in stamps} == stamps
