@@ -72,7 +72,7 @@ def tflite_predict(model_bytes_or_path, images, batch_size=64, num_threads=None)
     kw = {"model_content": model_bytes_or_path} if isinstance(model_bytes_or_path, bytes) \
         else {"model_path": str(model_bytes_or_path)}
     it = Interpreter(num_threads=num_threads, **kw)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    inp = it.get_input_details()[0]
     outs = []
     images = np.asarray(images, np.float32)
     for start in range(0, len(images), batch_size):
@@ -91,5 +91,4 @@ def tflite_predict(model_bytes_or_path, images, batch_size=64, num_threads=None)
             scale, zp = out_d["quantization"]
             y = (y.astype(np.float32) - zp) * scale
         outs.append(y.astype(np.float32))
-    del out
     return np.concatenate(outs)
