@@ -10,11 +10,12 @@ import numpy as np
 
 from tfigkd.attribution.integrated_gradients import IntegratedGradients, ig_map
 from tfigkd.attribution.store import (MANIFEST, IGSettings, finalize_store, load_maps,
-                                      write_store)
+                                      missing_shards, write_store)
 from tfigkd.data import load_splits, normalize
 from tfigkd.io import file_sha256, read_json
+from tfigkd.layout import IG_DIR, teacher_path
 
-STORE_DIR = "ig"
+STORE_DIR = IG_DIR
 
 
 def ig_settings(ig_cfg):
@@ -22,11 +23,6 @@ def ig_settings(ig_cfg):
     return IGSettings(n_steps=ig_cfg.n_steps, method=ig_cfg.method, baseline=ig_cfg.baseline,
                       output=ig_cfg.output, reduce=ig_cfg.reduce,
                       internal_batch_size=ig_cfg.internal_batch_size)
-
-
-def teacher_path_for(cfg, out_dir):
-    return os.path.expanduser(cfg.teacher.path) if cfg.teacher.path else \
-        os.path.join(out_dir, "teacher.keras")
 
 
 def make_compute_fn(teacher, ig_cfg, input_norm, mean, std):
@@ -65,7 +61,7 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
     """
     splits = splits or load_splits(cfg.data)
     store = os.path.join(out_dir, STORE_DIR)
-    tpath = teacher_path_for(cfg, out_dir)
+    tpath = teacher_path(cfg, out_dir)
     if not os.path.exists(tpath):
         raise FileNotFoundError(f"Teacher {tpath} not found; run `tfigkd train-teacher` "
                                 "first or set teacher.path.")
@@ -88,13 +84,8 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
             progress=progress)
         if progress and n:
             print(f"Computed {n} shard(s) in {time.time() - t0:.1f} s.")
-        if shard[1] > 1:
-            from tfigkd.attribution.store import StoreMismatchError
-
-            try:
-                return finalize_store(store)
-            except StoreMismatchError:
-                return None  # other workers still running: verify later
+        if shard[1] > 1 and missing_shards(store):
+            return None  # other workers still running: merge with --verify later
     return finalize_store(store)
 
 
@@ -102,5 +93,5 @@ def load_ig_maps(cfg, out_dir, splits):
     """The stored maps for ``splits.train``, checked against data, teacher and settings."""
     return load_maps(os.path.join(out_dir, STORE_DIR), splits.train,
                      fingerprint=splits.fingerprint,
-                     teacher_hash=file_sha256(teacher_path_for(cfg, out_dir)),
+                     teacher_hash=file_sha256(teacher_path(cfg, out_dir)),
                      settings=ig_settings(cfg.ig))

@@ -58,3 +58,22 @@ def test_cli_precompute_and_verify(run, tmp_path, capsys):
     assert "IG store OK: 76 maps" in capsys.readouterr().out
     assert main(["precompute-ig", "--config", str(path), "--out", str(tmp_path / "none")]) == 2
     assert "train-teacher" in capsys.readouterr().err
+
+
+def test_sharded_workers_merge_and_a_corrupt_shard_is_not_hidden(run, tmp_path):
+    import glob
+    import shutil
+
+    cfg, out, _ = run
+    splits = load_splits(cfg.data)
+    out2 = str(tmp_path / "sharded")
+    os.makedirs(out2)
+    shutil.copy(os.path.join(out, "teacher.keras"), out2)
+    assert precompute_ig(cfg, out2, splits=splits, shard=(0, 2), progress=False) is None
+    shard0 = sorted(glob.glob(os.path.join(out2, "ig", "*.tfrecord.gz")))[0]
+    with open(shard0, "r+b") as f:
+        f.seek(40)
+        f.write(b"\xff\xfe")
+    # The last worker merges; a damaged shard must surface here, not as "still missing".
+    with pytest.raises(StoreMismatchError):
+        precompute_ig(cfg, out2, splits=splits, shard=(1, 2), progress=False)

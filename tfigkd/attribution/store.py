@@ -161,6 +161,19 @@ def _check_existing(store_dir, meta):
                     "folder or delete this one.")
 
 
+def missing_shards(store_dir):
+    """Numbers of the shards whose sidecar (the "done" marker) is absent.
+
+    Returns an empty list when the store is complete or holds no shard at all.
+    """
+    sides = glob.glob(os.path.join(store_dir, "shard-*.json"))
+    if not sides:
+        return []
+    n = read_json(sides[0])["num_shards"]
+    have = {read_json(s)["shard"] for s in sides}
+    return sorted(set(range(n)) - have)
+
+
 def finalize_store(store_dir):
     """Checks that the shards make a whole, then writes ``manifest.json``.
 

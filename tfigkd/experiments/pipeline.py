@@ -17,16 +17,18 @@ import tfigkd
 from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits, normalize
-from tfigkd.experiments.student import mode_weights, teacher_logits, train_student
+from tfigkd.distill.logit_cache import cached_teacher_logits
+from tfigkd.experiments.student import mode_weights, train_student
 from tfigkd.experiments.teacher import train_teacher
 from tfigkd.io import read_json, write_json
+from tfigkd.layout import EXPORT_DIR, LOGITS_DIR
 
 
 def export_int8(cfg, out_dir, splits, best):
     """Converts the best student to int8 TFLite and measures it in LiteRT."""
     from tfigkd.export import convert, save_tflite, tflite_predict
 
-    path = os.path.join(out_dir, "export", f"{os.path.basename(os.path.dirname(best['keras_path']))}_int8.tflite")
+    path = os.path.join(out_dir, EXPORT_DIR, f"{os.path.basename(os.path.dirname(best['keras_path']))}_int8.tflite")
     info_path = path + ".json"
     if os.path.exists(info_path) and os.path.exists(path):
         return read_json(info_path)
@@ -70,8 +72,10 @@ def run_pipeline(cfg, out_dir, verbose=1):
         ig_seconds = time.time() - t_ig
         maps = load_ig_maps(cfg, out_dir, splits)
     cached = None
-    if cfg.student.teacher_mode == "cached":
-        cached = teacher_logits(teacher, splits, cfg.teacher.train.input_norm)
+    if cfg.student.teacher_mode == "cached" and any(mode_weights(m, cfg.student)[0] > 0
+                                                    for m in modes):
+        cached = cached_teacher_logits(os.path.join(out_dir, LOGITS_DIR), t_metrics["model_path"],
+                                       splits, cfg.teacher.train.input_norm, teacher=teacher)
     students = []
     for mode in modes:
         for seed in cfg.student.seeds:

@@ -67,3 +67,34 @@ def test_rerun_redoes_nothing(result):
     s2 = run_pipeline(config_from_dict(d), out, verbose=0)
     assert [m["test_accuracy"] for m in s2["models"]] == [m["test_accuracy"] for m in s["models"]]
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
+
+
+def test_cached_teacher_logits_and_adopted_teacher(result, tmp_path):
+    """teacher_mode: cached stores index-aligned logits once; teacher.path skips training."""
+    from tfigkd.config import config_from_dict
+    from tfigkd.data import load_splits
+    from tfigkd.distill.logit_cache import compute_logits, load_logits
+    from tfigkd.io import file_sha256
+
+    s, out, d = result
+    d2 = {**d, "teacher": {**d["teacher"], "path": s["teacher"]["model_path"]},
+          "student": {**d["student"], "modes": ["kd"], "teacher_mode": "cached"}}
+    d2.pop("ig")
+    cfg = config_from_dict(d2)
+    out2 = str(tmp_path / "cached")
+    s2 = run_pipeline(cfg, out2, verbose=0)
+    assert not os.path.exists(os.path.join(out2, "teacher.keras"))  # adopted, not retrained
+    assert s2["teacher"]["test_accuracy"] == pytest.approx(s["teacher"]["test_accuracy"])
+    splits = load_splits(cfg.data)
+    tpath = s["teacher"]["model_path"]
+    cached = load_logits(os.path.join(out2, "teacher_logits"), splits.train,
+                         splits.fingerprint, file_sha256(tpath))
+    import keras
+
+    fresh = compute_logits(keras.models.load_model(tpath), splits.train, "dataset",
+                           splits.mean, splits.std)
+    np.testing.assert_allclose(cached, fresh, atol=1e-5)
+    m = s2["models"][0]
+    assert m["mode"] == "kd" and 0 <= m["test_accuracy"] <= 1
+    meta = json.load(open(os.path.join(os.path.dirname(m["keras_path"]), "metrics.json")))
+    assert meta["teacher_mode"] == "cached"

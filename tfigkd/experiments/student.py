@@ -15,6 +15,7 @@ from tfigkd.experiments.common import evaluate_accuracy, steps_per_epoch
 from tfigkd.experiments.fit import fit_resumable, save_inference_copy
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import read_json, write_json
+from tfigkd.layout import student_dir
 from tfigkd.models import build_model, count_macs, trainable_params
 
 
@@ -24,13 +25,6 @@ def mode_weights(mode, scfg):
     return (scfg.alpha if "kd" in parts else 0.0,
             scfg.p if "ig" in parts else 0.0,
             scfg.gamma if "at" in parts else 0.0)
-
-
-def teacher_logits(teacher, splits, input_norm, batch_size=256):
-    """Teacher logits on the un-augmented training split (cached-teacher mode)."""
-    ds = make_dataset(splits.train, batch_size=batch_size, training=False,
-                      input_norm=input_norm, mean=splits.mean, std=splits.std)
-    return np.concatenate([teacher(x, training=False).numpy() for x, _ in ds])
 
 
 def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cached=None,
@@ -53,7 +47,7 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
     """
     scfg, tcfg = cfg.student, cfg.student.train
     verbose = tcfg.verbose if verbose is None else verbose
-    run_dir = os.path.join(out_dir, "students", f"{mode}-s{seed}")
+    run_dir = student_dir(out_dir, mode, seed)
     mpath, spath = os.path.join(run_dir, "metrics.json"), os.path.join(run_dir, "student.keras")
     if os.path.exists(mpath) and os.path.exists(spath):
         done = read_json(mpath)

@@ -17,8 +17,7 @@ from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import read_json, write_json
 from tfigkd.models import build_model, count_macs, trainable_params
 
-TEACHER_FILE = "teacher.keras"
-METRICS_FILE = "teacher_metrics.json"
+from tfigkd.layout import TEACHER_FILE, TEACHER_METRICS as METRICS_FILE, teacher_path
 
 
 def train_teacher(cfg, out_dir, splits=None, verbose=None):
@@ -56,6 +55,8 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
                   f"(test accuracy {done['test_accuracy']:.4f}); reusing it.")
         return done
 
+    if cfg.teacher.path:
+        return _adopt_teacher(cfg, out_dir, splits, metrics_path, verbose)
     keras.utils.set_random_seed(tcfg.seed)
     model = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
                         **cfg.teacher.model.kwargs)
@@ -99,4 +100,36 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
               f"{metrics['best_epoch']}), test accuracy {test_acc:.4f}, "
               f"{metrics['trainable_params']:,} params, {metrics['macs']:,} MACs, "
               f"{metrics['train_seconds']:.0f} s training.")
+    return metrics
+
+
+def _adopt_teacher(cfg, out_dir, splits, metrics_path, verbose):
+    """Uses the trained teacher at ``teacher.path``: checks and evaluates it, trains nothing."""
+    path = teacher_path(cfg, out_dir)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"teacher.path {path} does not exist; point it at a trained "
+                                "teacher .keras or remove it to train one.")
+    model = keras.models.load_model(path)
+    want = (tuple(splits.input_shape), splits.num_classes)
+    got = (tuple(model.input_shape[1:]), model.output_shape[-1])
+    if got != want:
+        raise ValueError(f"Teacher {path} takes {got[0]} and predicts {got[1]} classes, but the "
+                         f"data has {want[0]} images and {want[1]} classes.")
+    tcfg = cfg.teacher.train
+    _, val_ds, test_ds = datasets_for(splits, tcfg)
+    metrics = {
+        "model": cfg.teacher.model.name, "model_path": path, "adopted": True,
+        "val_accuracy": evaluate_accuracy(model, val_ds),
+        "test_accuracy": evaluate_accuracy(model, test_ds),
+        "best_epoch": None, "epochs": 0, "trainable_params": trainable_params(model),
+        "macs": count_macs(model), "train_seconds": 0.0, "wall_seconds_this_run": 0.0,
+        "dataset": splits.name, "sizes": splits.sizes(), "input_shape": list(splits.input_shape),
+        "input_norm": tcfg.input_norm, "mean": list(splits.mean), "std": list(splits.std),
+        "class_names": splits.class_names, "fingerprint": splits.fingerprint, "history": {},
+        "config": config_to_dict(cfg), "tfigkd_version": tfigkd.__version__,
+    }
+    write_json(metrics_path, metrics)
+    if verbose:
+        print(f"Teacher {path} (not retrained): val accuracy {metrics['val_accuracy']:.4f}, "
+              f"test accuracy {metrics['test_accuracy']:.4f}.")
     return metrics

@@ -1,0 +1,123 @@
+"""Cached teacher logits on disk, stored like the IG maps: by example index,
+fingerprinted, and refused when they belong to other data or another teacher.
+
+The authors saved teacher outputs in a shuffled, augmented loader order and
+read them back by position (METHOD.md section 8). Here every row carries the
+example's index, the file records the data fingerprint and the teacher's
+SHA-256, and ``load_logits`` joins by index, so a row can never reach the
+wrong image.
+
+Cached logits are the teacher's view of the *un-augmented* training image;
+the student sees a random crop/flip of it. That is the usual trade (one
+teacher pass instead of one per step); ``teacher_mode: online`` keeps the
+exact per-batch teacher.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tfigkd.io import atomic_path, file_sha256, read_json, write_json
+
+LOGITS_FILE = "logits.npz"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class LogitCacheMismatchError(ValueError):
+    """The cached logits do not belong to this data or teacher, or are damaged."""
+
+
+def compute_logits(teacher, subset, input_norm, mean, std, batch_size=256):
+    """Teacher logits of every image in ``subset`` (un-augmented), in its order."""
+    from tfigkd.data import make_dataset
+
+    ds = make_dataset(subset, batch_size=batch_size, training=False, input_norm=input_norm,
+                      mean=mean, std=std)
+    return np.concatenate([teacher(x, training=False).numpy() for x, _ in ds]).astype(np.float32)
+
+
+def write_logits(cache_dir, subset, logits, fingerprint, teacher_hash, input_norm):
+    """Writes ``logits`` (aligned with ``subset``) and then its manifest, both atomically.
+
+    The manifest is written last: its presence marks a finished cache.
+    """
+    logits = np.asarray(logits, np.float32)
+    if logits.ndim != 2 or len(logits) != len(subset):
+        raise ValueError(f"logits must be (N={len(subset)}, classes), got {logits.shape}.")
+    path = os.path.join(cache_dir, LOGITS_FILE)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, index=np.asarray(subset.index, np.int64), logits=logits)
+    manifest = {"format": FORMAT_VERSION, "fingerprint": fingerprint,
+                "teacher_sha256": teacher_hash, "input_norm": input_norm,
+                "count": int(len(logits)), "num_classes": int(logits.shape[1]),
+                "file": LOGITS_FILE, "sha256": file_sha256(path)}
+    write_json(os.path.join(cache_dir, MANIFEST), manifest)
+    return manifest
+
+
+def load_logits(cache_dir, subset, fingerprint, teacher_hash):
+    """The cached logits for ``subset``, in ``subset``'s order.
+
+    Raises:
+        LogitCacheMismatchError: With the reason and the fix, if the cache is
+            missing, damaged, or made from other data or another teacher.
+    """
+    mpath = os.path.join(cache_dir, MANIFEST)
+    fix = f"delete {cache_dir} and rerun to recompute it"
+    if not os.path.exists(mpath):
+        raise LogitCacheMismatchError(f"No finished teacher-logit cache in {cache_dir} "
+                                      "(manifest.json missing); rerun to compute it.")
+    man = read_json(mpath)
+    if man.get("fingerprint") != fingerprint:
+        raise LogitCacheMismatchError(
+            f"{cache_dir} holds logits of other data (fingerprint {str(man.get('fingerprint'))[:12]} "
+            f"vs {fingerprint[:12]}); {fix}.")
+    if man.get("teacher_sha256") != teacher_hash:
+        raise LogitCacheMismatchError(f"{cache_dir} holds logits of another teacher; {fix}.")
+    path = os.path.join(cache_dir, man["file"])
+    if not os.path.exists(path) or file_sha256(path) != man["sha256"]:
+        raise LogitCacheMismatchError(f"{path} is missing or corrupt (checksum); {fix}.")
+    with np.load(path) as z:
+        index, logits = z["index"], z["logits"]
+    if len(np.unique(index)) != len(index):
+        raise LogitCacheMismatchError(f"{path} holds duplicate example indices; {fix}.")
+    order = np.argsort(index)
+    pos = np.searchsorted(index[order], subset.index)
+    pos = np.clip(pos, 0, len(index) - 1)
+    found = index[order][pos] == subset.index
+    if not found.all():
+        raise LogitCacheMismatchError(
+            f"{path} has no logits for {int((~found).sum())} training examples "
+            f"(e.g. index {int(subset.index[~found][0])}); {fix}.")
+    return logits[order][pos]
+
+
+def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=None):
+    """Loads the cache when it matches, else computes and writes it.
+
+    Args:
+        cache_dir: Folder of the cache (``DIR/teacher_logits`` in a run).
+        teacher_path: The teacher ``.keras`` (its SHA-256 keys the cache).
+        splits: ``SplitData``; logits are for ``splits.train``.
+        input_norm: The teacher's input normalisation.
+        teacher: The loaded teacher, to avoid loading it twice.
+
+    Returns:
+        (N_train, classes) float32 logits aligned with ``splits.train``.
+    """
+    thash = file_sha256(teacher_path)
+    if os.path.exists(os.path.join(cache_dir, MANIFEST)):
+        man = read_json(os.path.join(cache_dir, MANIFEST))
+        if (man.get("fingerprint"), man.get("teacher_sha256")) == (splits.fingerprint, thash):
+            return load_logits(cache_dir, splits.train, splits.fingerprint, thash)
+    if teacher is None:
+        import keras
+
+        teacher = keras.models.load_model(teacher_path)
+    logits = compute_logits(teacher, splits.train, input_norm, splits.mean, splits.std)
+    write_logits(cache_dir, splits.train, logits, splits.fingerprint, thash, input_norm)
+    return load_logits(cache_dir, splits.train, splits.fingerprint, thash)
