@@ -57,6 +57,19 @@ def cmd_run(args):
         print(f"int8 {s['int8']['path']}: test {s['int8']['test_accuracy']:.4f}")
 
 
+def cmd_export(args):
+    from tfigkd.data import load_splits
+    from tfigkd.export.exporter import export_model
+    from tfigkd.export.targets import load_profile
+
+    cfg = _load(args)
+    prof = load_profile(args.profile or args.target)
+    export_model(args.model, prof.target, load_splits(cfg.data), quant=args.quant,
+                 out_dir=args.out, input_norm=args.input_norm, cfg=cfg, profile=prof,
+                 calibration_images=cfg.export.calibration_images,
+                 check_images=args.check_images, micro_images=args.micro_images)
+
+
 def cmd_summary(args):
     from tfigkd.models import (build_model, format_summary, mobilenet_v2_cifar,
                                summarize, truncated_student)
@@ -111,6 +124,22 @@ def build_parser():
     p.add_argument("--verify", action="store_true",
                    help="compute nothing: check that the shards make a whole and write the manifest")
     p.set_defaults(func=cmd_precompute_ig)
+
+    p = sub.add_parser("export", help="convert a .keras model to a checked .tflite for a target")
+    _add_config(p)
+    p.add_argument("--model", required=True, help="the .keras model (teacher or student)")
+    p.add_argument("--target", choices=("phone", "coral", "mcu"), default="phone",
+                   help="deployment target; its limits are in tflite/<target>.yaml")
+    p.add_argument("--quant", choices=("fp32", "fp16", "dynamic", "int8"),
+                   help="quantisation (default: the target's default)")
+    p.add_argument("--profile", help="a custom target profile .yaml (overrides --target)")
+    p.add_argument("--out", help="output folder (default: export/ beside the model)")
+    p.add_argument("--input-norm", choices=("unit", "dataset"),
+                   help="override the model's input normalisation (normally read from its metrics)")
+    p.add_argument("--check-images", type=int, help="test images for the LiteRT check (default all)")
+    p.add_argument("--micro-images", type=int, default=300,
+                   help="test images run through TFLite Micro for the mcu target")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("summary", help="parameters, compression factor and MACs of models")
     p.add_argument("--input-shape", type=int, nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))

@@ -90,7 +90,7 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
     metrics = {
         "name": f"{scfg.model.name}-{mode}-s{seed}", "mode": mode, "seed": seed,
         "alpha": alpha, "p": p, "gamma": gamma, "teacher_mode": scfg.teacher_mode,
-        "align_geometry": scfg.align_geometry,
+        "align_geometry": scfg.align_geometry, "input_norm": tcfg.input_norm,
         "trainable_params": trainable_params(best), "macs": count_macs(best),
         "val_accuracy": state["best"], "best_epoch": state["best_epoch"], "epochs": tcfg.epochs,
         "test_accuracy": evaluate_accuracy(best, evals["test"]),

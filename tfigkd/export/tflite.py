@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import tensorflow as tf
 
@@ -10,20 +13,27 @@ from tfigkd.io import atomic_path
 QUANTS = ("fp32", "fp16", "dynamic", "int8")
 
 
-def convert(model, quant="int8", representative=None):
+IO_TYPES = ("int8", "uint8", "float32")
+
+
+def convert(model, quant="int8", representative=None, io_type="int8"):
     """Converts a Keras model to TFLite bytes.
 
     Args:
         model: Keras model (float inputs in its own input space).
-        quant: "fp32", "fp16", "dynamic" or "int8" (full integer, int8 IO).
+        quant: "fp32", "fp16", "dynamic" or "int8" (full integer).
         representative: For int8, float32 array of calibration inputs
             (already preprocessed as the model expects).
+        io_type: For int8: the input/output tensor type, "int8", "uint8"
+            (Coral flows) or "float32" (quantise/dequantise inside the model).
 
     Returns:
         The ``.tflite`` flatbuffer as bytes.
     """
     if quant not in QUANTS:
         raise ValueError(f"quant must be one of {QUANTS}, got {quant!r}.")
+    if io_type not in IO_TYPES:
+        raise ValueError(f"io_type must be one of {IO_TYPES}, got {io_type!r}.")
     # from_keras_model, never from_concrete_functions: the latter silently
     # produces broken models with Keras 3 (see the project brief).
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -44,9 +54,12 @@ def convert(model, quant="int8", representative=None):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = gen
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    return conv.convert()
+        if io_type != "float32":
+            conv.inference_input_type = getattr(tf, io_type)
+            conv.inference_output_type = getattr(tf, io_type)
+    # Keras' export step prints every captured variable to stdout; keep the CLI readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return conv.convert()
 
 
 def save_tflite(data, path):

@@ -1,0 +1,136 @@
+"""Student training throughput: plain vs IG overlay vs KD online vs KD cached.
+
+All four variants train the same student (the config's architecture) on the
+same images with the same batch size and the same crop/flip augmentation;
+only the extra work differs:
+
+  plain       CE only (the Distiller with alpha = 0, no teacher)
+  overlay     plain + the IG overlay batch transform (p from the config)
+  kd_online   CE + KD with the teacher run on every augmented batch
+  kd_cached   CE + KD with teacher logits looked up by example index
+
+Each repeat trains ``--steps`` steps of every variant in turn (interleaved,
+so all variants see the same machine state); the first round is a warm-up
+(tracing, tf.data start-up) and is not timed. Figures are images/s, median
+and [min, max] over the repeats; overheads are relative to plain.
+
+    python benchmarks/train_overhead.py --config configs/quickstart.yaml \\
+        [--teacher runs/quickstart/teacher.keras]
+
+IG maps and cached logits are random arrays of the right shape here: their
+values do not change the cost. Images come from the config's data source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from common import machine_info, write_result  # noqa: E402
+
+from tfigkd.augment import overlay_transform  # noqa: E402
+from tfigkd.config import load_config  # noqa: E402
+from tfigkd.data import load_splits, make_dataset  # noqa: E402
+from tfigkd.distill import Distiller  # noqa: E402
+from tfigkd.experiments.optim import build_optimizer  # noqa: E402
+from tfigkd.models import build_model  # noqa: E402
+
+VARIANTS = ("plain", "overlay", "kd_online", "kd_cached")
+
+
+def build_variant(name, cfg, splits, teacher, maps, logits):
+    scfg, tcfg = cfg.student, cfg.student.train
+    keras.utils.set_random_seed(0)
+    student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
+                          **scfg.model.kwargs)
+    transform = None
+    if name == "overlay":
+        transform = overlay_transform(scfg.p, tuple(scfg.exponent_range), scfg.overlay_weight,
+                                      scfg.align_geometry, tcfg.augment.crop_pad)
+    ds = make_dataset(splits.train, batch_size=tcfg.batch_size, training=True,
+                      input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std,
+                      crop_pad=tcfg.augment.crop_pad, flip=tcfg.augment.flip, seed=0,
+                      drop_remainder=True, with_index=name == "kd_cached",
+                      extras={"ig_map": maps} if name == "overlay" else None,
+                      batch_transform=transform).repeat()
+    dataset_norm = cfg.teacher.train.input_norm == "dataset"
+    kw = dict(teacher_mean=splits.mean if dataset_norm else None,
+              teacher_std=splits.std if dataset_norm else None)
+    if name == "kd_online":
+        d = Distiller(student, teacher, alpha=scfg.alpha, temperature=scfg.temperature, **kw)
+    elif name == "kd_cached":
+        d = Distiller(student, None, alpha=scfg.alpha, temperature=scfg.temperature,
+                      cached_logits=logits, cached_index=splits.train.index, **kw)
+    else:
+        d = Distiller(student, None, alpha=0.0)
+    d.compile(optimizer=build_optimizer(tcfg.optimizer, 10, 100))
+    return d, ds
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="configs/quickstart.yaml")
+    ap.add_argument("--teacher", help="trained teacher .keras (default: random init, same cost)")
+    ap.add_argument("--images", type=int, default=2048, help="training images to cycle through")
+    ap.add_argument("--steps", type=int, default=24, help="training steps per timed repeat")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default="benchmarks/results/train_overhead.json")
+    args = ap.parse_args(argv)
+
+    cfg = load_config(args.config, [f"data.train_subset={args.images}"])
+    splits = load_splits(cfg.data)
+    if args.teacher:
+        teacher = keras.models.load_model(args.teacher)
+    else:
+        keras.utils.set_random_seed(1)
+        teacher = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
+                              **cfg.teacher.model.kwargs)
+    rng = np.random.default_rng(0)
+    n = len(splits.train)
+    maps = rng.random((n, *splits.input_shape[:2])).astype(np.float16)
+    logits = rng.normal(size=(n, splits.num_classes)).astype(np.float32)
+    batch = cfg.student.train.batch_size
+    runs = {v: build_variant(v, cfg, splits, teacher, maps, logits) for v in VARIANTS}
+    print(f"{splits.name}: {n} images {splits.input_shape}, batch {batch}, "
+          f"{args.steps} steps x {args.repeats} repeats per variant, student "
+          f"{cfg.student.model.name} {cfg.student.model.kwargs}")
+    times = {v: [] for v in VARIANTS}
+    for r in range(args.repeats + 1):
+        for v in VARIANTS:
+            model, ds = runs[v]
+            t = time.perf_counter()
+            model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0)
+            if r > 0:  # round 0 = warm-up: tracing and tf.data start-up
+                times[v].append(time.perf_counter() - t)
+    images = args.steps * batch
+    result = {"machine": machine_info(), "config": args.config, "images": n,
+              "input_shape": list(splits.input_shape), "batch_size": batch,
+              "steps_per_repeat": args.steps, "teacher": args.teacher or "random init",
+              "p": cfg.student.p, "align_geometry": cfg.student.align_geometry, "variants": {}}
+    plain = np.median(images / np.array(times["plain"]))
+    print(f"{'variant':<10} {'img/s median':>12} {'[min, max]':>18} {'overhead vs plain':>18}")
+    for v in VARIANTS:
+        rates = images / np.array(times[v])
+        med = float(np.median(rates))
+        over = plain / med - 1.0  # extra time per image relative to plain
+        result["variants"][v] = {"img_per_s_median": med, "img_per_s_min": float(rates.min()),
+                                 "img_per_s_max": float(rates.max()), "repeats": len(rates),
+                                 "time_overhead_vs_plain": float(over)}
+        print(f"{v:<10} {med:12.1f} [{rates.min():7.1f}, {rates.max():7.1f}] {over:+17.1%}")
+    result["goals"] = {
+        "overlay_overhead_le_5pct": result["variants"]["overlay"]["time_overhead_vs_plain"] <= 0.05,
+        "cached_kd_overhead_le_5pct":
+            result["variants"]["kd_cached"]["time_overhead_vs_plain"] <= 0.05}
+    write_result(args.out, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
