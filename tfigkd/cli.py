@@ -70,6 +70,26 @@ def cmd_export(args):
                  check_images=args.check_images, micro_images=args.micro_images)
 
 
+def cmd_bench(args):
+    from tfigkd.bench.suite import run_bench
+    from tfigkd.data import load_splits
+
+    cfg = _load(args)
+    entries = []
+    if args.teacher:
+        entries.append({"name": "teacher", "role": "teacher", "keras_path": args.teacher})
+    for k, path in enumerate(args.student or []):
+        name = os.path.basename(os.path.dirname(os.path.abspath(path))) or f"student{k}"
+        entries.append({"name": name, "role": "student", "keras_path": path})
+    if not entries:
+        raise ValueError("Give --teacher and/or --student .keras models to benchmark.")
+    threads = [None if t == 0 else t for t in args.threads]
+    run_bench(entries, load_splits(cfg.data), args.out, quants=args.quants, batches=args.batches,
+              threads=threads, runs=args.runs, warmup=args.warmup,
+              calibration_images=cfg.export.calibration_images, check_images=args.check_images,
+              cfg=cfg)
+
+
 def cmd_summary(args):
     from tfigkd.models import (build_model, format_summary, mobilenet_v2_cifar,
                                summarize, truncated_student)
@@ -140,6 +160,21 @@ def build_parser():
     p.add_argument("--micro-images", type=int, default=300,
                    help="test images run through TFLite Micro for the mcu target")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="LiteRT latency of teacher and students in each quantisation")
+    _add_config(p)
+    p.add_argument("--teacher", help="the teacher .keras (speed-ups are relative to it)")
+    p.add_argument("--student", action="append", help="a student .keras (repeatable)")
+    p.add_argument("--quants", nargs="+", default=["fp32", "fp16", "dynamic", "int8"],
+                   choices=("fp32", "fp16", "dynamic", "int8"))
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 0],
+                   help="interpreter threads; 0 = all cores")
+    p.add_argument("--runs", type=int, default=100, help="timed invokes per case (>= 100)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--check-images", type=int, help="test images for the accuracy check (default all)")
+    p.add_argument("--out", required=True, help="output folder for bench.json, bench.md, latency.png")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="parameters, compression factor and MACs of models")
     p.add_argument("--input-shape", type=int, nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))

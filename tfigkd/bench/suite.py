@@ -1,0 +1,108 @@
+"""Convert teacher and students in every quantisation, check accuracy, time them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+import tfigkd
+from tfigkd.bench.latency import benchmark_tflite, plot_latency, speedups
+from tfigkd.io import read_json, write_json
+
+
+def _convert_all(entries, quants, splits, out_dir, calibration_images, check_images, verbose,
+                 cfg=None):
+    import keras
+
+    from tfigkd.data import normalize
+    from tfigkd.export.exporter import model_input_norm
+    from tfigkd.export.tflite import convert, save_tflite, tflite_predict
+    from tfigkd.io import file_sha256
+    from tfigkd.models import count_macs
+
+    models = []
+    test = splits.test.take(np.arange(min(check_images or len(splits.test), len(splits.test))))
+    for e in entries:
+        model = keras.models.load_model(e["keras_path"])
+        norm = model_input_norm(e["keras_path"], cfg, e.get("input_norm"))
+        x_test = normalize(test.x, norm, splits.mean, splits.std).numpy()
+        ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
+        keras_acc = float((ref == test.y).mean())
+        sha = file_sha256(e["keras_path"])
+        macs = count_macs(model)
+        for q in quants:
+            path = os.path.join(out_dir, "models", f"{e['name']}_{q}.tflite")
+            info_path = path + ".json"
+            if os.path.exists(info_path) and read_json(info_path).get("source_sha256") == sha:
+                info = read_json(info_path)  # converted and checked by an earlier run
+            else:
+                rep = None
+                if q == "int8":
+                    pos = np.sort(np.random.default_rng(0).permutation(len(splits.train))
+                                  [:calibration_images])
+                    rep = normalize(splits.train.x[pos], norm, splits.mean, splits.std).numpy()
+                data = convert(model, q, rep)
+                save_tflite(data, path)
+                lite = tflite_predict(data, x_test, batch_size=256).argmax(1)
+                info = {"source_sha256": sha, "keras_accuracy": keras_acc,
+                        "accuracy": float((lite == test.y).mean()),
+                        "agreement_with_keras": float((lite == ref).mean()),
+                        "check_images": int(len(test))}
+                write_json(info_path, info)
+            if verbose:
+                print(f"{e['name']:<10} {q:<8} {os.path.getsize(path):>10,} B  accuracy "
+                      f"{info['accuracy']:.4f} (Keras {info['keras_accuracy']:.4f}, agreement "
+                      f"{info['agreement_with_keras']:.2%})", flush=True)
+            models.append({"name": e["name"], "role": e["role"], "quant": q, "path": path,
+                           "macs": macs, "keras_accuracy": info["keras_accuracy"],
+                           "accuracy": info["accuracy"],
+                           "accuracy_drop": info["keras_accuracy"] - info["accuracy"],
+                           "agreement_with_keras": info["agreement_with_keras"]})
+    return models
+
+
+def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8"),
+              batches=(1, 64), threads=(1, None), runs=100, warmup=10,
+              calibration_images=256, check_images=None, verbose=True, cfg=None):
+    """Benchmarks teacher and students in each quantisation, side by side.
+
+    Args:
+        entries: ``[{"name", "role" ("teacher"|"student"), "keras_path"}, ...]``.
+        splits: ``SplitData`` (int8 calibration from train, accuracy on test).
+        out_dir: Gets ``models/*.tflite``, ``bench.json``, ``bench.md`` and ``latency.png``.
+        cfg: Experiment config: fallback for each model's input normalisation.
+
+    Returns:
+        The dict written to ``bench.json``.
+    """
+    from tfigkd.experiments.common import machine_info
+
+    os.makedirs(out_dir, exist_ok=True)
+    models = _convert_all(entries, quants, splits, out_dir, calibration_images, check_images,
+                          verbose, cfg)
+    t0 = time.time()
+    rows = benchmark_tflite(models, batches=batches, threads=threads, runs=runs, warmup=warmup,
+                            progress=verbose)
+    result = {"tfigkd_version": tfigkd.__version__, "machine": machine_info(),
+              "runs": runs, "warmup": warmup, "bench_seconds": time.time() - t0,
+              "dataset": splits.name, "rows": rows, "speedups": speedups(rows)}
+    write_json(os.path.join(out_dir, "bench.json"), result)
+    plot_latency(rows, os.path.join(out_dir, "latency.png"))
+    lines = ["| model | quant | bytes | MACs | accuracy | batch | threads | median ms | p90 ms | "
+             "ms/image |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['quant']} | {r['bytes']:,} | {r['macs']:,} | "
+                     f"{r['accuracy']:.4f} | {r['batch']} | {r['threads']} | {r['median_ms']:.3f} | "
+                     f"{r['p90_ms']:.3f} | {r['median_ms_per_image']:.3f} |")
+    lines += ["", "| student | quant | batch | threads | speed-up vs teacher | MAC ratio |",
+              "|---|---|---|---|---|---|"]
+    for s in result["speedups"]:
+        lines.append(f"| {s['name']} | {s['quant']} | {s['batch']} | {s['threads']} | "
+                     f"{s['speedup_vs_teacher']:.2f}x | {s['mac_ratio']:.2f}x |")
+    with open(os.path.join(out_dir, "bench.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    if verbose:
+        print("\n".join(lines))
+    return result
