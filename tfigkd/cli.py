@@ -90,6 +90,22 @@ def cmd_bench(args):
               cfg=cfg)
 
 
+def cmd_compress(args):
+    from tfigkd.compress.finetune import compress_student
+    from tfigkd.data import load_splits
+    from tfigkd.export.exporter import model_input_norm
+
+    cfg = _load(args)
+    compress_student(
+        args.model, args.teacher, load_splits(cfg.data), method=args.method, out_dir=args.out,
+        epochs=args.epochs, lr=args.lr, batch_size=cfg.student.train.batch_size,
+        alpha=cfg.student.alpha, temperature=cfg.student.temperature,
+        student_norm=model_input_norm(args.model, cfg),
+        teacher_norm=cfg.teacher.train.input_norm, sparsity=args.sparsity,
+        crop_pad=cfg.student.train.augment.crop_pad, flip=cfg.student.train.augment.flip,
+        calibration_images=cfg.export.calibration_images, check_images=args.check_images)
+
+
 def cmd_summary(args):
     from tfigkd.models import (build_model, format_summary, mobilenet_v2_cifar,
                                summarize, truncated_student)
@@ -175,6 +191,18 @@ def build_parser():
     p.add_argument("--check-images", type=int, help="test images for the accuracy check (default all)")
     p.add_argument("--out", required=True, help="output folder for bench.json, bench.md, latency.png")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compress", help="QAT or pruning (TFMOT) with KD fine-tuning, vs PTQ int8")
+    _add_config(p)
+    p.add_argument("--model", required=True, help="the student .keras")
+    p.add_argument("--teacher", required=True, help="the teacher .keras (KD targets)")
+    p.add_argument("--method", choices=("qat", "prune"), default="qat")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--sparsity", type=float, default=0.5, help="final sparsity for --method prune")
+    p.add_argument("--check-images", type=int, help="test images for the accuracy check (default all)")
+    p.add_argument("--out", help="output folder (default: compress/ beside the model)")
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("summary", help="parameters, compression factor and MACs of models")
     p.add_argument("--input-shape", type=int, nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))
