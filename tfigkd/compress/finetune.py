@@ -47,11 +47,12 @@ def _wrap(twin, method, sparsity, total_steps):
 
 
 def _sparsity(model):
+    """Share of zeros in the weights TFMOT prunes (call before ``strip_pruning``)."""
     zeros = total = 0
     for layer in model.layers:
-        for w in layer.weights:
-            if "kernel" in w.name:
-                v = w.numpy()
+        if hasattr(layer, "pruning_vars"):
+            for weight, _mask, _threshold in layer.pruning_vars:
+                v = weight.numpy()
                 zeros += int((v == 0).sum())
                 total += v.size
     return zeros / max(1, total)
@@ -145,9 +146,11 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
         if verbose:
             print(f"[{method}] epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}", flush=True)
     train_s = time.time() - t0
+    pruned_share = None
     if method == "prune":
         import tensorflow_model_optimization as tfmot
 
+        pruned_share = _sparsity(model)
         model = tfmot.sparsity.keras.strip_pruning(model)
     float_pred = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
     data = convert(model, "int8", rep)
@@ -171,7 +174,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     }
     if method == "prune":
         result["target_sparsity"] = sparsity
-        result["kernel_sparsity"] = _sparsity(model)
+        result["kernel_sparsity"] = pruned_share
     result[f"{method}_minus_ptq"] = acc - ptq_acc
     write_json(os.path.join(out_dir, f"compress_{method}.json"), result)
     if verbose:

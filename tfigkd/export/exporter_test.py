@@ -1,0 +1,102 @@
+import json
+import os
+
+import pytest
+import yaml
+
+from tfigkd.cli import main
+from tfigkd.export.exporter import export_model
+from tfigkd.export.micro import read_c_array
+from tfigkd.export.targets import TargetCheckError, load_profile
+
+
+def test_mcu_export_writes_checked_files(trained_tiny, tmp_path):
+    cfg, splits, path = trained_tiny
+    meta = export_model(path, "mcu", splits, out_dir=str(tmp_path), cfg=cfg, verbose=False)
+    assert meta["quant"] == "int8" and meta["input"]["dtype"] == "int8"
+    with open(meta["path"], "rb") as f:
+        data = f.read()
+    assert meta["bytes"] == len(data)
+    saved = json.load(open(meta["path"][:-len(".tflite")] + ".json"))
+    assert saved["class_names"] == ["class0", "class1", "class2"]
+    assert open(saved["labels_file"]).read().split() == saved["class_names"]
+    assert saved["normalisation"]["input_norm"] == "dataset"
+    assert saved["normalisation"]["mean"] == pytest.approx(list(splits.mean))
+    assert str(saved["input"]["zero_point"]) in saved["normalisation"]["quantised_input"]
+    lite, tflm = saved["checks"]["litert"], saved["checks"]["tflm"]
+    assert lite["agreement_with_keras"] >= 0.9 and lite["images"] == len(splits.test)
+    assert lite["accuracy_drop"] == pytest.approx(lite["keras_accuracy"] - lite["accuracy"])
+    assert 0 < tflm["arena_bytes"] < 1 << 20 and tflm["agreement_with_litert"] >= 0.95
+    assert read_c_array(tflm["c_source"]) == data
+
+
+def test_coral_and_phone(trained_tiny, tmp_path):
+    cfg, splits, path = trained_tiny
+    coral = export_model(path, "coral", splits, out_dir=str(tmp_path), cfg=cfg, verbose=False)
+    assert coral["input"]["dtype"] == "uint8" and coral["output"]["dtype"] == "uint8"
+    if not coral["checks"]["edgetpu_compiler"]["ran"]:
+        assert any("NOT compiled" in w for w in coral["warnings"])
+    phone = export_model(path, "phone", splits, out_dir=str(tmp_path), cfg=cfg, verbose=False)
+    assert phone["quant"] == "fp16" and phone["input"]["dtype"] == "float32"
+    assert phone["checks"]["litert"]["agreement_with_keras"] >= 0.95
+    with pytest.raises(TargetCheckError, match="does not take 'fp16'"):
+        export_model(path, "mcu", splits, quant="fp16", out_dir=str(tmp_path), cfg=cfg)
+
+
+def _profile(tmp_path, **changes):
+    data = yaml.safe_load(open(load_profile("mcu").source))
+    data.update(changes)
+    p = tmp_path / "board.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return load_profile(str(p))
+
+
+def test_unsupported_op_is_named(trained_tiny, tmp_path):
+    cfg, splits, path = trained_tiny
+    prof = _profile(tmp_path, allowed_ops=["CONV_2D", "DEPTHWISE_CONV_2D", "ADD"])
+    with pytest.raises(TargetCheckError, match=r"ops not supported on mcu: .*MEAN.*FULLY_CONNECTED"):
+        export_model(path, "mcu", splits, out_dir=str(tmp_path / "o"), cfg=cfg, profile=prof)
+    assert not os.path.exists(tmp_path / "o" / "run_mcu_int8.tflite")  # nothing half-written
+
+
+def test_op_version_caveat(trained_tiny, tmp_path):
+    cfg, splits, path = trained_tiny
+    prof = _profile(tmp_path, max_op_versions={"CONV_2D": 1})
+    with pytest.raises(TargetCheckError, match="CONV_2D is version .* edgetpu_compiler"):
+        export_model(path, "mcu", splits, out_dir=str(tmp_path), cfg=cfg, profile=prof)
+
+
+@pytest.mark.parametrize("limit,match", [({"flash_bytes": 1000}, "bytes of flash"),
+                                         ({"ram_bytes": 2000}, "tensor arena")])
+def test_over_budget_is_refused(trained_tiny, tmp_path, limit, match):
+    cfg, splits, path = trained_tiny
+    prof = _profile(tmp_path, **limit)
+    with pytest.raises(TargetCheckError, match=match):
+        export_model(path, "mcu", splits, out_dir=str(tmp_path), cfg=cfg, profile=prof)
+
+
+def test_cli_export_and_clear_failure(trained_tiny, tmp_path, capsys):
+    cfg, splits, path = trained_tiny
+    from tfigkd.config import config_to_dict
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    out = tmp_path / "exp"
+    assert main(["export", "--config", str(conf), "--model", path, "--target", "phone",
+                 "--quant", "int8", "--out", str(out)]) == 0
+    assert (out / "run_phone_int8.tflite").exists() and (out / "labels.txt").exists()
+    board = _profile(tmp_path, flash_bytes=1000)
+    assert main(["export", "--config", str(conf), "--model", path, "--profile", board.source,
+                 "--out", str(out)]) == 2
+    assert "bytes of flash" in capsys.readouterr().err
+
+
+def test_profiles_load_and_reject_typos(tmp_path):
+    for t in ("phone", "coral", "mcu"):
+        assert load_profile(t).target == t
+    p = tmp_path / "bad.yaml"
+    p.write_text("target: x\nflash_kb: 3\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_profile(str(p))
+    with pytest.raises(ValueError, match="Unknown target"):
+        load_profile("watch")
