@@ -136,7 +136,9 @@ class StudentConfig:
     p: float = field(default=0.1, metadata=_range(0.0, 1.0))
     exponent_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
     overlay_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    align_geometry: bool = False
+    # Chosen on validation accuracy (quickstart, 3 seeds each: mean 0.7878 aligned vs
+    # 0.7800 not; within noise, and aligned is what the method intends).
+    align_geometry: bool = True
     teacher_mode: str = field(default="online", metadata=_choices("online", "cached"))
 
 
