@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from tfigkd.errors import UserError
+
 
 def _quiet_tf():
     # TensorFlow's C++ start-up chatter drowns the useful output.
@@ -82,7 +84,7 @@ def cmd_bench(args):
         name = os.path.basename(os.path.dirname(os.path.abspath(path))) or f"student{k}"
         entries.append({"name": name, "role": "student", "keras_path": path})
     if not entries:
-        raise ValueError("Give --teacher and/or --student .keras models to benchmark.")
+        raise UserError("Give --teacher and/or --student .keras models to benchmark.")
     threads = [None if t == 0 else t for t in args.threads]
     run_bench(entries, load_splits(cfg.data), args.out, quants=args.quants, batches=args.batches,
               threads=threads, runs=args.runs, warmup=args.warmup,
@@ -225,11 +227,11 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from tfigkd.config import ConfigError
-
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (UserError, FileNotFoundError) as e:
+        # Problems the user can fix print as one line; anything else is a bug
+        # and keeps its traceback.
         if os.environ.get("TFIGKD_DEBUG"):
             raise
         print(f"error: {e}\n(set TFIGKD_DEBUG=1 for the traceback)", file=sys.stderr)

@@ -18,8 +18,10 @@ from typing import Any, Optional
 
 import yaml
 
+from tfigkd.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A configuration file is invalid. The message lists every problem."""
 
 

@@ -11,7 +11,6 @@ import textwrap
 
 import keras
 import numpy as np
-import pytest
 
 from tfigkd.attribution import integrated_gradients
 

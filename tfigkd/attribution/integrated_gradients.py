@@ -16,6 +16,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from tfigkd.errors import UserError
+
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid")
 OUTPUTS = ("logits", "probabilities")
 BASELINES = ("zeros", "black", "blur", "uniform")
@@ -32,10 +34,10 @@ def quadrature(method: str, n_steps: int):
         ``(alphas, weights)``, float64 arrays of length ``n_steps``; weights sum to 1.
     """
     if method not in METHODS:
-        raise ValueError(f"Unknown IG method {method!r}; use one of {', '.join(METHODS)}.")
+        raise UserError(f"Unknown IG method {method!r}; use one of {', '.join(METHODS)}.")
     n = int(n_steps)
     if n < (2 if method == "trapezoid" else 1):
-        raise ValueError(f"n_steps must be >= {2 if method == 'trapezoid' else 1} for "
+        raise UserError(f"n_steps must be >= {2 if method == 'trapezoid' else 1} for "
                          f"{method}, got {n_steps}.")
     if method == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(n)
@@ -82,13 +84,13 @@ def make_baseline(images, baseline, norm=None, seed=0, blur_sigma=None):
 
             sigma = blur_sigma or images.shape[1] / 8.0
             return gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="nearest").astype(np.float32)
-        raise ValueError(f"Unknown baseline {baseline!r}; use one of {', '.join(BASELINES)} "
+        raise UserError(f"Unknown baseline {baseline!r}; use one of {', '.join(BASELINES)} "
                          "or pass an array.")
     arr = np.asarray(baseline, np.float32)
     try:
         return np.broadcast_to(arr, images.shape).copy()
     except ValueError:
-        raise ValueError(f"Baseline of shape {arr.shape} does not broadcast to the "
+        raise UserError(f"Baseline of shape {arr.shape} does not broadcast to the "
                          f"images' shape {images.shape}.") from None
 
 
@@ -104,7 +106,7 @@ class IntegratedGradients:
 
     def __init__(self, model, output="logits"):
         if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}.")
+            raise UserError(f"output must be one of {OUTPUTS}, got {output!r}.")
         self.model = model
         self.output = output
         self._chunk = tf.function(self._chunk_grads, reduce_retracing=True)
@@ -135,10 +137,10 @@ class IntegratedGradients:
         """See ``integrated_gradients``."""
         x = np.asarray(images, np.float32)
         if x.ndim != 4:
-            raise ValueError(f"images must be (B, H, W, C), got shape {x.shape}.")
+            raise UserError(f"images must be (B, H, W, C), got shape {x.shape}.")
         targets = np.asarray(targets, np.int64).reshape(-1)
         if len(targets) != len(x):
-            raise ValueError(f"{len(x)} images but {len(targets)} targets.")
+            raise UserError(f"{len(x)} images but {len(targets)} targets.")
         base = make_baseline(x, baseline, norm)
         alphas, weights = quadrature(method, n_steps)
         b = len(x)
@@ -148,7 +150,7 @@ class IntegratedGradients:
         total = len(img_idx)
         chunk = total if not internal_batch_size else int(internal_batch_size)
         if chunk < 1:
-            raise ValueError(f"internal_batch_size must be >= 1, got {internal_batch_size}.")
+            raise UserError(f"internal_batch_size must be >= 1, got {internal_batch_size}.")
         xt, bt, tt = tf.constant(x), tf.constant(base), tf.constant(targets)
         acc = tf.zeros_like(xt)
         for start in range(0, total, chunk):
@@ -221,4 +223,4 @@ def ig_map(attributions, reduce="sum_abs"):
         return a.sum(-1)
     if reduce == "l2":
         return np.sqrt((a * a).sum(-1))
-    raise ValueError(f"Unknown reduce {reduce!r}; use sum_abs, abs_sum, sum or l2.")
+    raise UserError(f"Unknown reduce {reduce!r}; use sum_abs, abs_sum, sum or l2.")

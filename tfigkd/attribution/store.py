@@ -26,13 +26,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tensorflow as tf
 
+from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, file_sha256, read_json, write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(UserError):
     """The stored maps do not belong to this data or teacher, or are damaged."""
 
 
@@ -74,9 +75,9 @@ def parse_shard_spec(spec):
     try:
         i, n = (int(v) for v in spec.split("/"))
     except (ValueError, AttributeError):
-        raise ValueError(f"--shard must look like i/N (e.g. 0/4), got {spec!r}.") from None
+        raise UserError(f"--shard must look like i/N (e.g. 0/4), got {spec!r}.") from None
     if not 0 <= i < n:
-        raise ValueError(f"--shard {spec}: need 0 <= i < N.")
+        raise UserError(f"--shard {spec}: need 0 <= i < N.")
     return i, n
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import tfigkd
+from tfigkd.errors import UserError
 from tfigkd.io import write_json
 
 METHODS = ("qat", "prune")
@@ -87,9 +88,9 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     from tfigkd.export.tflite import convert, save_tflite, tflite_predict
 
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+        raise UserError(f"method must be one of {METHODS}, got {method!r}.")
     if method == "prune" and not 0.0 < sparsity < 1.0:
-        raise ValueError(f"sparsity must be in (0, 1), got {sparsity}.")
+        raise UserError(f"sparsity must be in (0, 1), got {sparsity}.")
     t_start = time.time()
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(student_path)), "compress")
     os.makedirs(out_dir, exist_ok=True)

@@ -16,6 +16,8 @@ import inspect
 
 import numpy as np
 
+from tfigkd.errors import UserError
+
 # Layer classes known to exist in both Keras 3 and tf_keras with the same
 # constructor arguments (minus initialisers, which do not matter: weights are copied).
 SUPPORTED = ("Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add", "Dense",
@@ -25,7 +27,7 @@ PASS_THROUGH = ("Identity",)
 _DROP = ("_initializer", "_regularizer", "_constraint")
 
 
-class UnsupportedLayerError(ValueError):
+class UnsupportedLayerError(UserError):
     """A layer has no tf_keras counterpart here."""
 
 
@@ -99,9 +101,9 @@ def copy_weights(src, dst):
         if not weights:
             continue
         if layer.name not in src_layers:
-            raise ValueError(f"Layer {layer.name!r} of the target model is not in the source.")
+            raise UserError(f"Layer {layer.name!r} of the target model is not in the source.")
         values = src_layers[layer.name].get_weights()
         if [w.shape for w in weights] != [np.shape(v) for v in values]:
-            raise ValueError(f"Weight shapes of layer {layer.name!r} differ: "
+            raise UserError(f"Weight shapes of layer {layer.name!r} differ: "
                              f"{[w.shape for w in weights]} vs {[np.shape(v) for v in values]}.")
         layer.set_weights(values)

@@ -9,6 +9,8 @@ import tarfile
 
 import numpy as np
 
+from tfigkd.errors import UserError
+
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck"]
 _RECORD = 1 + 32 * 32 * 3
@@ -50,7 +52,7 @@ def safe_unpickle(data: bytes):
 
 def _parse_binary(raw: bytes, name: str):
     if len(raw) % _RECORD:
-        raise ValueError(f"{name}: size {len(raw)} is not a multiple of the "
+        raise UserError(f"{name}: size {len(raw)} is not a multiple of the "
                          f"CIFAR-10 record size {_RECORD}; the file is corrupt.")
     rec = np.frombuffer(raw, np.uint8).reshape(-1, _RECORD)
     x = rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -60,7 +62,7 @@ def _parse_binary(raw: bytes, name: str):
 def _parse_python(raw: bytes, name: str):
     d = safe_unpickle(raw)
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
-        raise ValueError(f"{name}: not a CIFAR-10 Python batch (no data/labels).")
+        raise UserError(f"{name}: not a CIFAR-10 Python batch (no data/labels).")
     x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x), np.asarray(d[b"labels"], np.int64)
 
@@ -122,7 +124,7 @@ def load_cifar10_archive(path: str):
         elif all(n in members.names for n in _TRAIN + [_TEST]):
             parse, suffix = _parse_python, ""
         else:
-            raise ValueError(
+            raise UserError(
                 f"{path}: no CIFAR-10 batches found (need data_batch_1..5 and "
                 "test_batch, as .bin or Python pickles). Is this the CIFAR-10 "
                 "(not CIFAR-100) archive?")

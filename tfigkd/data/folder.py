@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from tfigkd.errors import UserError
+
 _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
@@ -15,7 +17,7 @@ def _read_class_folders(root):
     classes = sorted(d for d in os.listdir(root)
                      if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not classes:
-        raise ValueError(f"{root}: no class sub-folders found; expected "
+        raise UserError(f"{root}: no class sub-folders found; expected "
                          f"{root}/<class_name>/<image files>.")
     images, labels, shape = [], [], None
     for label, name in enumerate(classes):
@@ -31,13 +33,13 @@ def _read_class_folders(root):
             if shape is None:
                 shape = arr.shape
             elif arr.shape != shape:
-                raise ValueError(
+                raise UserError(
                     f"{path} is {arr.shape} but earlier images are {shape}; all "
                     "images must share one size and colour mode. Resize them first.")
             images.append(arr)
             labels.append(label)
     if not images:
-        raise ValueError(f"{root}: the class folders contain no images ({', '.join(_EXTS)}).")
+        raise UserError(f"{root}: the class folders contain no images ({', '.join(_EXTS)}).")
     return np.stack(images).astype(np.uint8), np.asarray(labels, np.int64), classes
 
 
@@ -57,7 +59,7 @@ def load_image_folder(path):
         x, y, classes = _read_class_folders(train)
         xt, yt, test_classes = _read_class_folders(test)
         if test_classes != classes:
-            raise ValueError(f"{path}: train/ classes {classes} differ from test/ "
+            raise UserError(f"{path}: train/ classes {classes} differ from test/ "
                              f"classes {test_classes}.")
         return x, y, xt, yt, classes
     x, y, classes = _read_class_folders(path)
@@ -72,7 +74,7 @@ def load_numpy(path):
     with np.load(os.path.expanduser(path), allow_pickle=False) as z:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
-            raise ValueError(f"{path}: missing arrays {sorted(missing)}; save with "
+            raise UserError(f"{path}: missing arrays {sorted(missing)}; save with "
                              "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...).")
         arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
         classes = [str(c) for c in z["class_names"]] if "class_names" in z.files else None

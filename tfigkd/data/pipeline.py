@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfigkd.errors import UserError
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -28,7 +30,7 @@ def normalize(images, mode, mean=None, std=None):
         return x
     if mode == "dataset":
         return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
-    raise ValueError(f"Unknown input normalisation {mode!r}; use 'unit' or 'dataset'.")
+    raise UserError(f"Unknown input normalisation {mode!r}; use 'unit' or 'dataset'.")
 
 
 def sample_geometry(batch_size, seed, pad, flip):

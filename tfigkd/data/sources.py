@@ -9,6 +9,7 @@ import numpy as np
 
 from tfigkd.data import cifar, folder, idx
 from tfigkd.data.split import Subset, fingerprint, stratified_split, stratified_subset
+from tfigkd.errors import UserError
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -100,7 +101,7 @@ def _load_raw(cfg):
         return os.path.basename(os.path.normpath(cfg.path)), folder.load_image_folder(cfg.path)
     if cfg.source == "numpy":
         return os.path.splitext(os.path.basename(cfg.path))[0], folder.load_numpy(cfg.path)
-    raise ValueError(f"Unknown data source {cfg.source!r}.")
+    raise UserError(f"Unknown data source {cfg.source!r}.")
 
 
 def _check_arrays(x, y, what):
@@ -108,13 +109,13 @@ def _check_arrays(x, y, what):
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
-        raise ValueError(f"{what} images must be (N, H, W[, C]); got shape {x.shape}.")
+        raise UserError(f"{what} images must be (N, H, W[, C]); got shape {x.shape}.")
     if x.dtype != np.uint8:
-        raise ValueError(f"{what} images must be uint8 in [0, 255]; got {x.dtype}. "
+        raise UserError(f"{what} images must be uint8 in [0, 255]; got {x.dtype}. "
                          "Convert with (x * 255).round().astype('uint8') if they are in [0, 1].")
     y = y.reshape(-1).astype(np.int64)
     if len(x) != len(y):
-        raise ValueError(f"{what}: {len(x)} images but {len(y)} labels.")
+        raise UserError(f"{what}: {len(x)} images but {len(y)} labels.")
     return x, y
 
 
@@ -159,7 +160,7 @@ def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_nam
         pix = train.x.reshape(-1, train.x.shape[-1]).astype(np.float64) / 255.0
         mean, std = tuple(pix.mean(0).round(4)), tuple(pix.std(0).round(4))
     if len(mean) != train.x.shape[-1]:
-        raise ValueError(f"data.mean has {len(mean)} values but the images have "
+        raise UserError(f"data.mean has {len(mean)} values but the images have "
                          f"{train.x.shape[-1]} channels.")
     return SplitData(name, train, val, test, class_names, tuple(mean), tuple(std),
                      fingerprint(train))

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from tfigkd.distill.losses import at_loss, ce_loss, kd_loss
+from tfigkd.errors import UserError
 
 
 def _with_features(model, layer_names, name):
@@ -51,14 +52,14 @@ class Distiller(keras.Model):
                  cached_index=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+            raise UserError(f"alpha must be in [0, 1], got {alpha}.")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}.")
+            raise UserError(f"temperature must be > 0, got {temperature}.")
         if gamma and not at_layers:
-            raise ValueError("gamma > 0 needs at_layers: pairs of (student, teacher) layer names.")
+            raise UserError("gamma > 0 needs at_layers: pairs of (student, teacher) layer names.")
         needs_teacher = (alpha > 0 and cached_logits is None) or gamma > 0
         if needs_teacher and teacher is None:
-            raise ValueError("This configuration needs a teacher model (KD without cached "
+            raise UserError("This configuration needs a teacher model (KD without cached "
                              "logits, or attention transfer).")
         self.student = student
         self.teacher = teacher

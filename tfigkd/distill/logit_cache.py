@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, file_sha256, read_json, write_json
 
 LOGITS_FILE = "logits.npz"
@@ -26,7 +27,7 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class LogitCacheMismatchError(ValueError):
+class LogitCacheMismatchError(UserError):
     """The cached logits do not belong to this data or teacher, or are damaged."""
 
 
@@ -46,7 +47,7 @@ def write_logits(cache_dir, subset, logits, fingerprint, teacher_hash, input_nor
     """
     logits = np.asarray(logits, np.float32)
     if logits.ndim != 2 or len(logits) != len(subset):
-        raise ValueError(f"logits must be (N={len(subset)}, classes), got {logits.shape}.")
+        raise UserError(f"logits must be (N={len(subset)}, classes), got {logits.shape}.")
     path = os.path.join(cache_dir, LOGITS_FILE)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -7,6 +7,8 @@ import math
 import keras
 from keras import ops
 
+from tfigkd.errors import UserError
+
 
 @keras.saving.register_keras_serializable(package="tfigkd")
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
@@ -59,4 +61,4 @@ def build_optimizer(opt_cfg, epochs, steps_per_epoch):
                                     nesterov=opt_cfg.nesterov, weight_decay=wd)
     if opt_cfg.name == "adam":
         return keras.optimizers.Adam(lr, weight_decay=wd)
-    raise ValueError(f"Unknown optimizer {opt_cfg.name!r}.")
+    raise UserError(f"Unknown optimizer {opt_cfg.name!r}.")

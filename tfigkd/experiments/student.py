@@ -6,11 +6,11 @@ import os
 import time
 
 import keras
-import numpy as np
 
 from tfigkd.augment import overlay_transform
 from tfigkd.data import make_dataset
 from tfigkd.distill import Distiller
+from tfigkd.errors import UserError
 from tfigkd.experiments.common import evaluate_accuracy, steps_per_epoch
 from tfigkd.experiments.fit import fit_resumable, save_inference_copy
 from tfigkd.experiments.optim import build_optimizer
@@ -53,10 +53,10 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
         done = read_json(mpath)
         if done.get("fingerprint") == splits.fingerprint:
             return done
-        raise ValueError(f"{run_dir} holds a student trained on other data; use a new --out.")
+        raise UserError(f"{run_dir} holds a student trained on other data; use a new --out.")
     alpha, p, gamma = mode_weights(mode, scfg)
     if p > 0 and maps is None:
-        raise ValueError(f"Mode {mode!r} needs IG maps; run precompute-ig first.")
+        raise UserError(f"Mode {mode!r} needs IG maps; run precompute-ig first.")
     keras.utils.set_random_seed(seed)
     student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
                           **scfg.model.kwargs)

@@ -10,6 +10,7 @@ import keras
 import tfigkd
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits
+from tfigkd.errors import UserError
 from tfigkd.experiments.common import (classification_compile, datasets_for,
                                        evaluate_accuracy, steps_per_epoch)
 from tfigkd.experiments.fit import fit_resumable
@@ -46,7 +47,7 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
     if os.path.exists(metrics_path) and os.path.exists(model_path):
         done = read_json(metrics_path)
         if done.get("fingerprint") != splits.fingerprint:
-            raise ValueError(
+            raise UserError(
                 f"{out_dir} holds a teacher trained on other data (fingerprint "
                 f"{done.get('fingerprint', '?')[:12]} vs {splits.fingerprint[:12]}); "
                 "use another --out folder or delete it.")
@@ -113,7 +114,7 @@ def _adopt_teacher(cfg, out_dir, splits, metrics_path, verbose):
     want = (tuple(splits.input_shape), splits.num_classes)
     got = (tuple(model.input_shape[1:]), model.output_shape[-1])
     if got != want:
-        raise ValueError(f"Teacher {path} takes {got[0]} and predicts {got[1]} classes, but the "
+        raise UserError(f"Teacher {path} takes {got[0]} and predicts {got[1]} classes, but the "
                          f"data has {want[0]} images and {want[1]} classes.")
     tcfg = cfg.teacher.train
     _, val_ds, test_ds = datasets_for(splits, tcfg)

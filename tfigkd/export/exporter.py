@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 import tfigkd
+from tfigkd.errors import UserError
 from tfigkd.export.flatbuffer import io_details, model_ops
 from tfigkd.export.targets import check_ram, check_static, load_profile, resolve_quant
 from tfigkd.export.tflite import convert, save_tflite, tflite_predict
@@ -40,7 +41,7 @@ def model_input_norm(model_path, cfg=None, override=None):
             if norm:
                 return norm
     if cfg is None:
-        raise ValueError(f"Cannot tell which input normalisation {model_path} expects; pass "
+        raise UserError(f"Cannot tell which input normalisation {model_path} expects; pass "
                          "--input-norm unit|dataset or --config.")
     if os.path.basename(model_path) == "teacher.keras":
         return cfg.teacher.train.input_norm
@@ -90,7 +91,7 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     want = (tuple(splits.input_shape), splits.num_classes)
     got = (tuple(model.input_shape[1:]), model.output_shape[-1])
     if got != want:
-        raise ValueError(f"{model_path} takes {got[0]} inputs with {got[1]} classes, but the "
+        raise UserError(f"{model_path} takes {got[0]} inputs with {got[1]} classes, but the "
                          f"data has {want[0]} and {want[1]}: wrong model or config.")
     stem = name or os.path.basename(os.path.dirname(os.path.abspath(model_path)))
     if stem in ("", "."):

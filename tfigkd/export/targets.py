@@ -8,12 +8,13 @@ from typing import Optional
 
 import yaml
 
+from tfigkd.errors import UserError
 from tfigkd.export.tflite import IO_TYPES, QUANTS
 
 TARGETS = ("phone", "coral", "mcu")
 
 
-class TargetCheckError(ValueError):
+class TargetCheckError(UserError):
     """A model breaks a target's limits (ops, op versions, flash, RAM, shapes)."""
 
 
@@ -48,7 +49,7 @@ def load_profile(target_or_path):
     if target_or_path in TARGETS:
         path = os.path.join(profile_dir(), f"{target_or_path}.yaml")
     elif not str(target_or_path).endswith((".yaml", ".yml")):
-        raise ValueError(f"Unknown target {target_or_path!r}: use one of {', '.join(TARGETS)} "
+        raise UserError(f"Unknown target {target_or_path!r}: use one of {', '.join(TARGETS)} "
                          "or a profile .yaml path.")
     if not os.path.exists(path):
         raise FileNotFoundError(f"Target profile {path} not found (set TFIGKD_PROFILES to the "
@@ -58,11 +59,11 @@ def load_profile(target_or_path):
     names = {f.name for f in dataclasses.fields(TargetProfile)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; allowed: {sorted(names - {'source'})}.")
+        raise UserError(f"{path}: unknown keys {unknown}; allowed: {sorted(names - {'source'})}.")
     prof = TargetProfile(**data, source=os.path.abspath(path))
     bad = [q for q in prof.quants if q not in QUANTS]
     if bad or prof.default_quant not in prof.quants or prof.io_type not in IO_TYPES:
-        raise ValueError(f"{path}: quants must be from {QUANTS} and include default_quant; "
+        raise UserError(f"{path}: quants must be from {QUANTS} and include default_quant; "
                          f"io_type one of {IO_TYPES}.")
     return prof
 

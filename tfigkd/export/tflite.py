@@ -8,6 +8,7 @@ import io
 import numpy as np
 import tensorflow as tf
 
+from tfigkd.errors import UserError
 from tfigkd.io import atomic_path
 
 QUANTS = ("fp32", "fp16", "dynamic", "int8")
@@ -31,9 +32,9 @@ def convert(model, quant="int8", representative=None, io_type="int8"):
         The ``.tflite`` flatbuffer as bytes.
     """
     if quant not in QUANTS:
-        raise ValueError(f"quant must be one of {QUANTS}, got {quant!r}.")
+        raise UserError(f"quant must be one of {QUANTS}, got {quant!r}.")
     if io_type not in IO_TYPES:
-        raise ValueError(f"io_type must be one of {IO_TYPES}, got {io_type!r}.")
+        raise UserError(f"io_type must be one of {IO_TYPES}, got {io_type!r}.")
     # from_keras_model, never from_concrete_functions: the latter silently
     # produces broken models with Keras 3 (see the project brief).
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -44,7 +45,7 @@ def convert(model, quant="int8", representative=None, io_type="int8"):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quant == "int8":
         if representative is None or len(representative) == 0:
-            raise ValueError("int8 conversion needs representative images from the training split.")
+            raise UserError("int8 conversion needs representative images from the training split.")
         rep = np.asarray(representative, np.float32)
 
         def gen():

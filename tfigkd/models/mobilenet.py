@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from tfigkd.errors import UserError
+
 # (expansion t, output channels c, repeats n, first stride s). The second
 # stage uses stride 1 (torchvision uses 2): the CIFAR variant of the paper.
 CIFAR_BLOCK_TABLE = (
@@ -79,7 +81,7 @@ def feature_channels():
 
 def _build(num_features, input_shape, num_classes, dropout, name):
     if not 1 <= num_features <= NUM_FEATURES:
-        raise ValueError(
+        raise UserError(
             f"num_features must be in [1, {NUM_FEATURES}], got {num_features}.")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
@@ -139,7 +141,7 @@ def truncated_student(blocks_removed, input_shape=(32, 32, 3), num_classes=10,
         ValueError: If ``blocks_removed`` is out of range.
     """
     if not isinstance(blocks_removed, int) or not 0 <= blocks_removed < NUM_FEATURES:
-        raise ValueError(
+        raise UserError(
             f"blocks_removed must be an integer in [0, {NUM_FEATURES - 1}], "
             f"got {blocks_removed!r}.")
     return _build(NUM_FEATURES - blocks_removed, input_shape, num_classes,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 
+from tfigkd.errors import UserError
 from tfigkd.models import mobilenet
 
 _REGISTRY = {}
@@ -16,7 +17,7 @@ def register_model(name):
     """Decorator registering ``fn(input_shape, num_classes, **kwargs)`` as ``name``."""
     def wrap(fn):
         if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"Model name {name!r} is already registered.")
+            raise UserError(f"Model name {name!r} is already registered.")
         _REGISTRY[name] = fn
         return fn
     return wrap
@@ -41,14 +42,14 @@ def build_model(name, input_shape, num_classes, **kwargs):
     """
     if name not in _REGISTRY:
         hint = difflib.get_close_matches(name, _REGISTRY, n=1)
-        raise ValueError(
+        raise UserError(
             f"Unknown model {name!r}. Available: {', '.join(available_models())}."
             + (f" Did you mean {hint[0]!r}?" if hint else ""))
     try:
         return _REGISTRY[name](input_shape=tuple(input_shape),
                                num_classes=num_classes, **kwargs)
     except TypeError as e:
-        raise ValueError(f"Bad arguments for model {name!r}: {e}") from e
+        raise UserError(f"Bad arguments for model {name!r}: {e}") from e
 
 
 register_model("mobilenet_v2_cifar")(mobilenet.mobilenet_v2_cifar)
