@@ -11,43 +11,41 @@ import os
 import time
 
 import keras
-import numpy as np
 
 import tfigkd
 from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
 from tfigkd.config import config_to_dict
-from tfigkd.data import load_splits, normalize
+from tfigkd.data import load_splits
 from tfigkd.distill.logit_cache import cached_teacher_logits
 from tfigkd.experiments.student import mode_weights, train_student
 from tfigkd.experiments.teacher import train_teacher
-from tfigkd.io import read_json, write_json
+from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import EXPORT_DIR, LOGITS_DIR
 
 
 def export_int8(cfg, out_dir, splits, best):
-    """Converts the best student to int8 TFLite and measures it in LiteRT."""
-    from tfigkd.export import convert, save_tflite, tflite_predict
+    """Exports the best student to int8 TFLite (phone profile) and checks it in LiteRT."""
+    from tfigkd.export.exporter import export_model
 
-    path = os.path.join(out_dir, EXPORT_DIR, f"{os.path.basename(os.path.dirname(best['keras_path']))}_int8.tflite")
-    info_path = path + ".json"
-    if os.path.exists(info_path) and os.path.exists(path):
-        return read_json(info_path)
-    norm = cfg.student.train.input_norm
-    model = keras.models.load_model(best["keras_path"])
-    rng = np.random.default_rng(0)
-    pos = rng.permutation(len(splits.train))[:cfg.export.calibration_images]
-    rep = normalize(splits.train.x[pos], norm, splits.mean, splits.std).numpy()
-    data = convert(model, "int8", rep)
-    save_tflite(data, path)
-    x_test = normalize(splits.test.x, norm, splits.mean, splits.std).numpy()
-    lite = tflite_predict(path, x_test, batch_size=256).argmax(1)
-    ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
-    info = {"path": os.path.abspath(path), "bytes": len(data),
-            "test_accuracy": float((lite == splits.test.y).mean()),
-            "keras_test_accuracy": float((ref == splits.test.y).mean()),
-            "agreement_with_keras": float((lite == ref).mean()), "source": best["name"]}
-    write_json(info_path, info)
-    return info
+    stem = os.path.basename(os.path.dirname(best["keras_path"]))
+    folder = os.path.join(out_dir, EXPORT_DIR)
+    meta_path = os.path.join(folder, f"{stem}_phone_int8.json")
+    if os.path.exists(meta_path):
+        meta = read_json(meta_path)
+        if meta.get("source_sha256") == file_sha256(best["keras_path"]):
+            return _int8_summary(meta, best)
+    meta = export_model(best["keras_path"], "phone", splits, quant="int8", out_dir=folder,
+                        cfg=cfg, calibration_images=cfg.export.calibration_images, name=stem,
+                        verbose=False)
+    return _int8_summary(meta, best)
+
+
+def _int8_summary(meta, best):
+    lite = meta["checks"]["litert"]
+    return {"path": meta["path"], "bytes": meta["bytes"], "test_accuracy": lite["accuracy"],
+            "keras_test_accuracy": lite["keras_accuracy"], "accuracy_drop": lite["accuracy_drop"],
+            "agreement_with_keras": lite["agreement_with_keras"], "source": best["name"],
+            "metadata": meta["path"][:-len(".tflite")] + ".json"}
 
 
 def run_pipeline(cfg, out_dir, verbose=1):

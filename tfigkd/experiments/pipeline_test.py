@@ -98,3 +98,12 @@ def test_cached_teacher_logits_and_adopted_teacher(result, tmp_path):
     assert m["mode"] == "kd" and 0 <= m["test_accuracy"] <= 1
     meta = json.load(open(os.path.join(os.path.dirname(m["keras_path"]), "metrics.json")))
     assert meta["teacher_mode"] == "cached"
+
+
+def test_changed_settings_are_not_silently_reused(result):
+    from tfigkd.errors import UserError
+
+    _, out, d = result
+    d2 = {**d, "student": {**d["student"], "temperature": 4.0}}
+    with pytest.raises(UserError, match=r"student.temperature: 2.5 -> 4.0.*new --out"):
+        run_pipeline(config_from_dict(d2), out, verbose=0)

@@ -27,6 +27,33 @@ def mode_weights(mode, scfg):
             scfg.gamma if "at" in parts else 0.0)
 
 
+def student_recipe(cfg):
+    """The settings a finished student depends on (besides mode, seed and data)."""
+    from tfigkd.config import config_to_dict
+
+    d = config_to_dict(cfg.student)
+    for key in ("modes", "seeds"):
+        d.pop(key, None)
+    d["train"].pop("verbose", None)
+    return d
+
+
+def recipe_diff(old, new, prefix="student"):
+    """A short "key: old -> new" list of differing settings ('' if none or unknown)."""
+    if old is None:
+        return ""  # written by an older tfigkd: nothing to compare
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            sub = recipe_diff(a, b, f"{prefix}.{k}")
+            if sub:
+                out.append(sub)
+        elif a != b:
+            out.append(f"{prefix}.{k}: {a!r} -> {b!r}")
+    return ", ".join(out)
+
+
 def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cached=None,
                   verbose=None):
     """Trains one student; resumes or reuses a finished run in its folder.
@@ -51,9 +78,14 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
     mpath, spath = os.path.join(run_dir, "metrics.json"), os.path.join(run_dir, "student.keras")
     if os.path.exists(mpath) and os.path.exists(spath):
         done = read_json(mpath)
-        if done.get("fingerprint") == splits.fingerprint:
-            return done
-        raise UserError(f"{run_dir} holds a student trained on other data; use a new --out.")
+        if done.get("fingerprint") != splits.fingerprint:
+            raise UserError(f"{run_dir} holds a student trained on other data; use a new --out.")
+        diff = recipe_diff(done.get("recipe"), student_recipe(cfg))
+        if diff:
+            raise UserError(
+                f"{run_dir} holds a student trained with other settings ({diff}); reusing it "
+                "would mislabel the result. Use a new --out, or delete that folder to retrain.")
+        return done
     alpha, p, gamma = mode_weights(mode, scfg)
     if p > 0 and maps is None:
         raise UserError(f"Mode {mode!r} needs IG maps; run precompute-ig first.")
@@ -96,6 +128,7 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
         "test_accuracy": evaluate_accuracy(best, evals["test"]),
         "train_seconds": state["train_seconds"], "wall_seconds_this_run": time.time() - t0,
         "keras_path": os.path.abspath(spath), "fingerprint": splits.fingerprint,
+        "recipe": student_recipe(cfg),
         "history": state["history"],
     }
     write_json(mpath, metrics)

@@ -51,6 +51,19 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
                 f"{out_dir} holds a teacher trained on other data (fingerprint "
                 f"{done.get('fingerprint', '?')[:12]} vs {splits.fingerprint[:12]}); "
                 "use another --out folder or delete it.")
+        from tfigkd.experiments.student import recipe_diff
+
+        def recipe(c):
+            c = dict(c)
+            c["train"] = {k: v for k, v in c["train"].items() if k != "verbose"}
+            return c
+
+        old = done.get("config", {}).get("teacher")
+        diff = recipe_diff(recipe(old), recipe(config_to_dict(cfg.teacher)), "teacher") \
+            if old else ""
+        if diff:
+            raise UserError(f"{out_dir} holds a teacher trained with other settings ({diff}); "
+                            "use another --out folder, or delete it to retrain.")
         if verbose:
             print(f"Teacher already trained: {model_path} "
                   f"(test accuracy {done['test_accuracy']:.4f}); reusing it.")
