@@ -11,8 +11,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml"))))
 def test_shipped_configs_parse(path):
     # Shipped configs search for their data at run time (path: null), so
-    # they must validate on any machine.
-    cfg = load_config(path)
+    # they must validate on any machine. A teacher.path under runs/ is the
+    # output of an earlier documented command (see the config's header); on
+    # a fresh clone it is absent, so validate the rest without it.
+    import yaml
+
+    with open(path) as f:
+        teacher_path = ((yaml.safe_load(f) or {}).get("teacher") or {}).get("path")
+    overrides = []
+    if teacher_path and teacher_path.startswith("runs/") and not os.path.exists(
+            os.path.join(ROOT, teacher_path)):
+        with pytest.raises(ConfigError, match="teacher.path: .* does not exist"):
+            load_config(path)
+        overrides = ["teacher.path=null"]
+    cfg = load_config(path, overrides)
     assert cfg.name == os.path.splitext(os.path.basename(path))[0]
 
 
