@@ -38,7 +38,7 @@ def quadrature(method: str, n_steps: int):
     n = int(n_steps)
     if n < (2 if method == "trapezoid" else 1):
         raise UserError(f"n_steps must be >= {2 if method == 'trapezoid' else 1} for "
-                         f"{method}, got {n_steps}.")
+                        f"{method}, got {n_steps}.")
     if method == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(n)
         return (x + 1.0) / 2.0, w / 2.0
@@ -85,13 +85,13 @@ def make_baseline(images, baseline, norm=None, seed=0, blur_sigma=None):
             sigma = blur_sigma or images.shape[1] / 8.0
             return gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="nearest").astype(np.float32)
         raise UserError(f"Unknown baseline {baseline!r}; use one of {', '.join(BASELINES)} "
-                         "or pass an array.")
+                        "or pass an array.")
     arr = np.asarray(baseline, np.float32)
     try:
         return np.broadcast_to(arr, images.shape).copy()
     except ValueError:
         raise UserError(f"Baseline of shape {arr.shape} does not broadcast to the "
-                         f"images' shape {images.shape}.") from None
+                        f"images' shape {images.shape}.") from None
 
 
 class IntegratedGradients:

@@ -105,5 +105,5 @@ def copy_weights(src, dst):
         values = src_layers[layer.name].get_weights()
         if [w.shape for w in weights] != [np.shape(v) for v in values]:
             raise UserError(f"Weight shapes of layer {layer.name!r} differ: "
-                             f"{[w.shape for w in weights]} vs {[np.shape(v) for v in values]}.")
+                            f"{[w.shape for w in weights]} vs {[np.shape(v) for v in values]}.")
         layer.set_weights(values)

@@ -53,7 +53,7 @@ def safe_unpickle(data: bytes):
 def _parse_binary(raw: bytes, name: str):
     if len(raw) % _RECORD:
         raise UserError(f"{name}: size {len(raw)} is not a multiple of the "
-                         f"CIFAR-10 record size {_RECORD}; the file is corrupt.")
+                        f"CIFAR-10 record size {_RECORD}; the file is corrupt.")
     rec = np.frombuffer(raw, np.uint8).reshape(-1, _RECORD)
     x = rec[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x), rec[:, 0].astype(np.int64)

@@ -18,7 +18,7 @@ def _read_class_folders(root):
                      if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not classes:
         raise UserError(f"{root}: no class sub-folders found; expected "
-                         f"{root}/<class_name>/<image files>.")
+                        f"{root}/<class_name>/<image files>.")
     images, labels, shape = [], [], None
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
@@ -60,7 +60,7 @@ def load_image_folder(path):
         xt, yt, test_classes = _read_class_folders(test)
         if test_classes != classes:
             raise UserError(f"{path}: train/ classes {classes} differ from test/ "
-                             f"classes {test_classes}.")
+                            f"classes {test_classes}.")
         return x, y, xt, yt, classes
     x, y, classes = _read_class_folders(path)
     return x, y, None, None, classes
@@ -75,7 +75,7 @@ def load_numpy(path):
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise UserError(f"{path}: missing arrays {sorted(missing)}; save with "
-                             "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...).")
+                            "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...).")
         arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
         classes = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
     return (*arrays, classes)

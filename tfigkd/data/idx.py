@@ -31,7 +31,7 @@ def read_idx(path: str) -> np.ndarray:
         raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise UserError(f"{path} is not an IDX file (bad magic number "
-                         f"{raw[:4].hex()}); expected e.g. 00000803 for images.")
+                        f"{raw[:4].hex()}); expected e.g. 00000803 for images.")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -41,8 +41,8 @@ def read_idx(path: str) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
         raise UserError(f"{path}: payload is {len(raw) - header} bytes but the "
-                         f"header declares shape {shape} ({expected} bytes); "
-                         "the file is truncated or corrupt.")
+                        f"header declares shape {shape} ({expected} bytes); "
+                        "the file is truncated or corrupt.")
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="))
 

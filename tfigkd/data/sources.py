@@ -112,7 +112,7 @@ def _check_arrays(x, y, what):
         raise UserError(f"{what} images must be (N, H, W[, C]); got shape {x.shape}.")
     if x.dtype != np.uint8:
         raise UserError(f"{what} images must be uint8 in [0, 255]; got {x.dtype}. "
-                         "Convert with (x * 255).round().astype('uint8') if they are in [0, 1].")
+                        "Convert with (x * 255).round().astype('uint8') if they are in [0, 1].")
     y = y.reshape(-1).astype(np.int64)
     if len(x) != len(y):
         raise UserError(f"{what}: {len(x)} images but {len(y)} labels.")
@@ -161,7 +161,7 @@ def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_nam
         mean, std = tuple(pix.mean(0).round(4)), tuple(pix.std(0).round(4))
     if len(mean) != train.x.shape[-1]:
         raise UserError(f"data.mean has {len(mean)} values but the images have "
-                         f"{train.x.shape[-1]} channels.")
+                        f"{train.x.shape[-1]} channels.")
     return SplitData(name, train, val, test, class_names, tuple(mean), tuple(std),
                      fingerprint(train))
 

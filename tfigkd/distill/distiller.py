@@ -60,7 +60,7 @@ class Distiller(keras.Model):
         needs_teacher = (alpha > 0 and cached_logits is None) or gamma > 0
         if needs_teacher and teacher is None:
             raise UserError("This configuration needs a teacher model (KD without cached "
-                             "logits, or attention transfer).")
+                            "logits, or attention transfer).")
         self.student = student
         self.teacher = teacher
         if teacher is not None:

@@ -16,7 +16,7 @@ from tfigkd.experiments.common import (classification_compile, datasets_for,
 from tfigkd.experiments.fit import fit_resumable
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import read_json, write_json
-from tfigkd.models import build_model, count_macs, trainable_params
+from tfigkd.models import build_model, check_fits_data, count_macs, trainable_params
 
 from tfigkd.layout import TEACHER_FILE, TEACHER_METRICS as METRICS_FILE, teacher_path
 
@@ -124,11 +124,7 @@ def _adopt_teacher(cfg, out_dir, splits, metrics_path, verbose):
         raise FileNotFoundError(f"teacher.path {path} does not exist; point it at a trained "
                                 "teacher .keras or remove it to train one.")
     model = keras.models.load_model(path)
-    want = (tuple(splits.input_shape), splits.num_classes)
-    got = (tuple(model.input_shape[1:]), model.output_shape[-1])
-    if got != want:
-        raise UserError(f"Teacher {path} takes {got[0]} and predicts {got[1]} classes, but the "
-                         f"data has {want[0]} images and {want[1]} classes.")
+    check_fits_data(model, splits, f"Teacher {path}")
     tcfg = cfg.teacher.train
     _, val_ds, test_ds = datasets_for(splits, tcfg)
     metrics = {

@@ -22,6 +22,7 @@ from tfigkd.export.flatbuffer import io_details, model_ops
 from tfigkd.export.targets import check_ram, check_static, load_profile, resolve_quant
 from tfigkd.export.tflite import convert, save_tflite, tflite_predict
 from tfigkd.io import file_sha256, read_json, write_json
+from tfigkd.models import check_fits_data
 
 
 def model_input_norm(model_path, cfg=None, override=None):
@@ -42,7 +43,7 @@ def model_input_norm(model_path, cfg=None, override=None):
                 return norm
     if cfg is None:
         raise UserError(f"Cannot tell which input normalisation {model_path} expects; pass "
-                         "--input-norm unit|dataset or --config.")
+                        "--input-norm unit|dataset or --config.")
     if os.path.basename(model_path) == "teacher.keras":
         return cfg.teacher.train.input_norm
     return cfg.student.train.input_norm
@@ -88,11 +89,7 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     quant = resolve_quant(prof, quant)
     norm = model_input_norm(model_path, cfg, input_norm)
     model = keras.models.load_model(model_path)
-    want = (tuple(splits.input_shape), splits.num_classes)
-    got = (tuple(model.input_shape[1:]), model.output_shape[-1])
-    if got != want:
-        raise UserError(f"{model_path} takes {got[0]} inputs with {got[1]} classes, but the "
-                         f"data has {want[0]} and {want[1]}: wrong model or config.")
+    check_fits_data(model, splits, model_path)
     stem = name or os.path.basename(os.path.dirname(os.path.abspath(model_path)))
     if stem in ("", "."):
         stem = os.path.splitext(os.path.basename(model_path))[0]

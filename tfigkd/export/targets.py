@@ -50,7 +50,7 @@ def load_profile(target_or_path):
         path = os.path.join(profile_dir(), f"{target_or_path}.yaml")
     elif not str(target_or_path).endswith((".yaml", ".yml")):
         raise UserError(f"Unknown target {target_or_path!r}: use one of {', '.join(TARGETS)} "
-                         "or a profile .yaml path.")
+                        "or a profile .yaml path.")
     if not os.path.exists(path):
         raise FileNotFoundError(f"Target profile {path} not found (set TFIGKD_PROFILES to the "
                                 "folder holding phone.yaml, coral.yaml and mcu.yaml).")
@@ -64,7 +64,7 @@ def load_profile(target_or_path):
     bad = [q for q in prof.quants if q not in QUANTS]
     if bad or prof.default_quant not in prof.quants or prof.io_type not in IO_TYPES:
         raise UserError(f"{path}: quants must be from {QUANTS} and include default_quant; "
-                         f"io_type one of {IO_TYPES}.")
+                        f"io_type one of {IO_TYPES}.")
     return prof
 
 

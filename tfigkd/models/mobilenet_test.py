@@ -63,3 +63,17 @@ def test_registry_builds_and_rejects_unknown():
         build_model("truncated_studnet", (32, 32, 3), 10)
     with pytest.raises(ValueError, match="Bad arguments"):
         build_model("truncated_student", (32, 32, 3), 10, blocks=3)
+
+
+def test_check_fits_data_names_both_shapes():
+    import types
+
+    import pytest
+
+    from tfigkd.errors import UserError
+    from tfigkd.models import check_fits_data, truncated_student
+
+    model = truncated_student(16, (12, 12, 1), 3)
+    check_fits_data(model, types.SimpleNamespace(input_shape=(12, 12, 1), num_classes=3))
+    with pytest.raises(UserError, match=r"takes \(12, 12, 1\) inputs .* data has \(28, 28, 1\)"):
+        check_fits_data(model, types.SimpleNamespace(input_shape=(28, 28, 1), num_classes=3))

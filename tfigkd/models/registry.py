@@ -54,3 +54,12 @@ def build_model(name, input_shape, num_classes, **kwargs):
 
 register_model("mobilenet_v2_cifar")(mobilenet.mobilenet_v2_cifar)
 register_model("truncated_student")(mobilenet.truncated_student)
+
+
+def check_fits_data(model, splits, label="Model"):
+    """Raises ``UserError`` unless ``model`` takes ``splits``' images and predicts its classes."""
+    want = (tuple(splits.input_shape), splits.num_classes)
+    got = (tuple(model.input_shape[1:]), model.output_shape[-1])
+    if got != want:
+        raise UserError(f"{label} takes {got[0]} inputs and predicts {got[1]} classes, but the "
+                        f"data has {want[0]} images and {want[1]} classes: wrong model or config.")
