@@ -100,3 +100,15 @@ def test_profiles_load_and_reject_typos(tmp_path):
         load_profile(str(p))
     with pytest.raises(ValueError, match="Unknown target"):
         load_profile("watch")
+
+
+def test_packaged_profiles_are_the_repository_profiles(monkeypatch):
+    import tfigkd.export.targets as targets
+
+    pkg = os.path.join(os.path.dirname(targets.__file__), "profiles")
+    monkeypatch.setenv("TFIGKD_PROFILES", pkg)  # what an installed wheel reads
+    for t in ("phone", "coral", "mcu"):
+        prof = load_profile(t)
+        assert prof.source.startswith(pkg)
+        with open(prof.source) as a, open(os.path.join(targets.profile_dir(), f"{t}.yaml")) as b:
+            assert a.read() == b.read()

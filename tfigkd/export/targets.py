@@ -35,12 +35,18 @@ class TargetProfile:
 
 
 def profile_dir():
-    """Where the shipped profiles live: ``$TFIGKD_PROFILES`` or the repository's ``tflite/``."""
+    """Where the shipped profiles live.
+
+    ``$TFIGKD_PROFILES`` if set; else the repository's top-level ``tflite/``
+    (a source checkout); else the copies packaged in ``tfigkd/export/profiles``
+    (an installed wheel).
+    """
     env = os.environ.get("TFIGKD_PROFILES")
     if env:
         return env
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "tflite")
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.join(os.path.dirname(os.path.dirname(here)), "tflite")
+    return repo if os.path.isdir(repo) else os.path.join(here, "profiles")
 
 
 def load_profile(target_or_path):
