@@ -17,8 +17,8 @@ def _convert_all(entries, quants, splits, out_dir, calibration_images, check_ima
     import keras
 
     from tfigkd.data import normalize
-    from tfigkd.export.exporter import model_input_norm
-    from tfigkd.export.tflite import convert, save_tflite, tflite_predict
+    from tfigkd.export.exporter import litert_check, model_input_norm, representative_images
+    from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.io import file_sha256
     from tfigkd.models import count_macs
 
@@ -27,29 +27,27 @@ def _convert_all(entries, quants, splits, out_dir, calibration_images, check_ima
     for e in entries:
         model = keras.models.load_model(e["keras_path"])
         norm = model_input_norm(e["keras_path"], cfg, e.get("input_norm"))
-        x_test = normalize(test.x, norm, splits.mean, splits.std).numpy()
-        ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
-        keras_acc = float((ref == test.y).mean())
         sha = file_sha256(e["keras_path"])
         macs = count_macs(model)
+        x_test = ref = None  # computed only if some quantisation is not cached yet
         for q in quants:
             path = os.path.join(out_dir, "models", f"{e['name']}_{q}.tflite")
             info_path = path + ".json"
             if os.path.exists(info_path) and read_json(info_path).get("source_sha256") == sha:
                 info = read_json(info_path)  # converted and checked by an earlier run
             else:
-                rep = None
-                if q == "int8":
-                    pos = np.sort(np.random.default_rng(0).permutation(len(splits.train))
-                                  [:calibration_images])
-                    rep = normalize(splits.train.x[pos], norm, splits.mean, splits.std).numpy()
+                if ref is None:
+                    x_test = normalize(test.x, norm, splits.mean, splits.std).numpy()
+                    ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
+                rep = (representative_images(splits, norm, calibration_images)
+                       if q == "int8" else None)
                 data = convert(model, q, rep)
                 save_tflite(data, path)
-                lite = tflite_predict(data, x_test, batch_size=256).argmax(1)
-                info = {"source_sha256": sha, "keras_accuracy": keras_acc,
-                        "accuracy": float((lite == test.y).mean()),
-                        "agreement_with_keras": float((lite == ref).mean()),
-                        "check_images": int(len(test))}
+                check, _ = litert_check(data, x_test, test.y, ref)
+                info = {"source_sha256": sha, "keras_accuracy": float((ref == test.y).mean()),
+                        "accuracy": check["accuracy"],
+                        "agreement_with_keras": check["agreement_with_keras"],
+                        "check_images": check["images"]}
                 write_json(info_path, info)
             if verbose:
                 print(f"{e['name']:<10} {q:<8} {os.path.getsize(path):>10,} B  accuracy "

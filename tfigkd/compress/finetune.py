@@ -85,7 +85,8 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     from tfigkd.data import make_dataset, normalize
     from tfigkd.distill.logit_cache import compute_logits
     from tfigkd.distill.losses import ce_loss, kd_loss
-    from tfigkd.export.tflite import convert, save_tflite, tflite_predict
+    from tfigkd.export.exporter import litert_check, representative_images
+    from tfigkd.export.tflite import convert, save_tflite
 
     if method not in METHODS:
         raise UserError(f"method must be one of {METHODS}, got {method!r}.")
@@ -99,13 +100,12 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     test = splits.test if check_images is None else splits.test.take(
         np.arange(min(check_images, len(splits.test))))
     x_test = normalize(test.x, student_norm, splits.mean, splits.std).numpy()
-    pos = np.sort(np.random.default_rng(seed).permutation(len(splits.train))[:calibration_images])
-    rep = normalize(splits.train.x[pos], student_norm, splits.mean, splits.std).numpy()
+    rep = representative_images(splits, student_norm, calibration_images, seed)
     ref = student.predict(x_test, batch_size=256, verbose=0).argmax(1)
 
     def lite_acc(data):
-        pred = tflite_predict(data, x_test, batch_size=256).argmax(1)
-        return float((pred == test.y).mean()), float((pred == ref).mean())
+        check, _ = litert_check(data, x_test, test.y, ref)
+        return check["accuracy"], check["agreement_with_keras"]
 
     ptq = convert(student, "int8", rep)
     ptq_acc, ptq_agree = lite_acc(ptq)

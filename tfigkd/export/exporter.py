@@ -20,7 +20,7 @@ import tfigkd
 from tfigkd.errors import UserError
 from tfigkd.export.flatbuffer import io_details, model_ops
 from tfigkd.export.targets import check_ram, check_static, load_profile, resolve_quant
-from tfigkd.export.tflite import convert, save_tflite, tflite_predict
+from tfigkd.export.tflite import convert, quantize, save_tflite, tflite_predict
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.models import check_fits_data
 
@@ -53,6 +53,24 @@ def _preprocess(x_uint8, norm, mean, std):
     from tfigkd.data import normalize
 
     return normalize(x_uint8, norm, mean, std).numpy()
+
+
+def representative_images(splits, input_norm, count, seed=0):
+    """int8 calibration inputs: ``count`` training images (seeded sample, index order),
+    preprocessed as the model expects."""
+    pos = np.sort(np.random.default_rng(seed).permutation(len(splits.train))[:count])
+    return _preprocess(splits.train.x[pos], input_norm, splits.mean, splits.std)
+
+
+def litert_check(model_bytes, x, labels, keras_pred):
+    """Runs a model in LiteRT on preprocessed ``x``; its accuracy and agreement with Keras.
+
+    Returns:
+        (dict with images, accuracy, agreement_with_keras; LiteRT's predicted classes).
+    """
+    pred = tflite_predict(model_bytes, x, batch_size=256).argmax(1)
+    return {"images": int(len(x)), "accuracy": float((pred == labels).mean()),
+            "agreement_with_keras": float((pred == keras_pred).mean())}, pred
 
 
 def export_model(model_path, target, splits, quant=None, out_dir=None, input_norm=None,
@@ -98,10 +116,7 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     base = os.path.join(out_dir, f"{stem}_{prof.target}_{quant}")
 
     t0 = time.time()
-    rep = None
-    if quant == "int8":
-        pos = np.random.default_rng(seed).permutation(len(splits.train))[:calibration_images]
-        rep = _preprocess(splits.train.x[np.sort(pos)], norm, splits.mean, splits.std)
+    rep = representative_images(splits, norm, calibration_images, seed) if quant == "int8" else None
     io_type = prof.io_type if quant == "int8" else "float32"
     data = convert(model, quant, rep, io_type=io_type)
     convert_s = time.time() - t0
@@ -113,15 +128,14 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         min(check_images, len(splits.test))))
     x_test = _preprocess(test.x, norm, splits.mean, splits.std)
     ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
-    lite = tflite_predict(data, x_test, batch_size=256).argmax(1)
     keras_acc = float((ref == test.y).mean())
-    checks["litert"] = {"images": int(len(test)), "keras_accuracy": keras_acc,
-                        "accuracy": float((lite == test.y).mean()),
-                        "agreement_with_keras": float((lite == ref).mean())}
-    checks["litert"]["accuracy_drop"] = keras_acc - checks["litert"]["accuracy"]
+    checks["litert"], lite = litert_check(data, x_test, test.y, ref)
+    checks["litert"].update(keras_accuracy=keras_acc,
+                            accuracy_drop=keras_acc - checks["litert"]["accuracy"])
     if prof.runtime == "tflite-micro":
-        checks["tflm"] = _check_micro(data, prof, io, x_test[:micro_images], test.y[:micro_images],
-                                      ref[:micro_images], out_dir, stem)
+        n = micro_images
+        checks["tflm"] = _check_micro(data, prof, io, x_test[:n], test.y[:n], ref[:n], lite[:n],
+                                      out_dir, stem)
     tflite_path = base + ".tflite"
     save_tflite(data, tflite_path)
     if prof.runtime == "edgetpu":
@@ -171,18 +185,16 @@ def _norm_doc(norm, splits, inp):
     return doc
 
 
-def _check_micro(data, prof, io, x, y, ref, out_dir, stem):
+def _check_micro(data, prof, io, x, y, ref, lite, out_dir, stem):
     from tfigkd.export.micro import micro_predict, smallest_arena, write_c_array
 
     inp = io["inputs"][0]
-    info = np.iinfo(inp["dtype"])
-    q = np.clip(np.round(x / inp["scale"] + inp["zero_point"]), info.min, info.max).astype(info.dtype)
+    q = quantize(x, inp["scale"], inp["zero_point"], inp["dtype"])
     arena = smallest_arena(data, q[:1])
     check_ram(prof, arena)
     t0 = time.time()
     pred = micro_predict(data, q, arena).argmax(1)
     secs = time.time() - t0
-    lite = tflite_predict(data, x, batch_size=256).argmax(1)
     h, c = write_c_array(data, out_dir, name=f"{_c_name(stem)}_model_data", arena_size=arena)
     return {"arena_bytes": int(arena), "images": int(len(x)),
             "accuracy": float((pred == y).mean()),

@@ -69,6 +69,12 @@ def save_tflite(data, path):
             f.write(data)
 
 
+def quantize(x, scale, zero_point, dtype):
+    """Float model inputs -> the integer input tensor: clip(round(x / scale) + zp)."""
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(x) / scale + zero_point), info.min, info.max).astype(dtype)
+
+
 def tflite_predict(model_bytes_or_path, images, batch_size=64, num_threads=None):
     """Runs a ``.tflite`` model in the LiteRT interpreter; returns float outputs.
 
@@ -96,8 +102,7 @@ def tflite_predict(model_bytes_or_path, images, batch_size=64, num_threads=None)
         inp_d, out_d = it.get_input_details()[0], it.get_output_details()[0]
         if inp_d["dtype"] in (np.int8, np.uint8):
             scale, zp = inp_d["quantization"]
-            info = np.iinfo(inp_d["dtype"])
-            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(inp_d["dtype"])
+            x = quantize(x, scale, zp, inp_d["dtype"])
         it.set_tensor(inp_d["index"], x)
         it.invoke()
         y = it.get_tensor(out_d["index"])
