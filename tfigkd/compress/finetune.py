@@ -27,14 +27,6 @@ from tfigkd.io import write_json
 METHODS = ("qat", "prune")
 
 
-def _lookup(logits, index):
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(index, tf.int64),
-                                            tf.range(len(index), dtype=tf.int64)), -1)
-    values = tf.constant(logits, tf.float32)
-    return lambda idx: tf.gather(values, table.lookup(idx))
-
-
 def _wrap(twin, method, sparsity, total_steps):
     import tensorflow_model_optimization as tfmot
 
@@ -83,7 +75,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
 
     from tfigkd.compress.tf_keras_port import to_tf_keras
     from tfigkd.data import make_dataset, normalize
-    from tfigkd.distill.logit_cache import compute_logits
+    from tfigkd.distill.logit_cache import IndexedRows, compute_logits
     from tfigkd.distill.losses import ce_loss, kd_loss
     from tfigkd.export.exporter import litert_check, representative_images
     from tfigkd.export.tflite import convert, save_tflite
@@ -111,7 +103,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     ptq_acc, ptq_agree = lite_acc(ptq)
 
     logits = compute_logits(teacher, splits.train, teacher_norm, splits.mean, splits.std)
-    teacher_of = _lookup(logits, splits.train.index)
+    teacher_of = IndexedRows(logits, splits.train.index)
     keras.utils.set_random_seed(seed)
     twin = to_tf_keras(student)
     steps = epochs * -(-len(splits.train) // batch_size)

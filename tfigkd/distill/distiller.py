@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfigkd.distill.logit_cache import IndexedRows
 from tfigkd.distill.losses import at_loss, ce_loss, kd_loss
 from tfigkd.errors import UserError
 
@@ -72,13 +73,8 @@ class Distiller(keras.Model):
         self._s_feat = _with_features(student, [s for s, _ in self.at_layers], "student_features")
         self._t_feat = (_with_features(teacher, [t for _, t in self.at_layers], "teacher_features")
                         if teacher is not None else None)
-        self._cached = None
-        if cached_logits is not None:
-            keys = tf.constant(cached_index, tf.int64)
-            self._cached_table = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(keys, tf.range(tf.size(keys), dtype=tf.int64)),
-                default_value=-1)
-            self._cached = tf.constant(cached_logits, tf.float32)
+        self._cached = (IndexedRows(cached_logits, cached_index)
+                        if cached_logits is not None else None)
         self.trackers = {n: keras.metrics.Mean(name=n) for n in ("loss", "ce", "kd", "at")}
         self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         # Student and teacher are built functional models, so the wrapper is
@@ -100,9 +96,7 @@ class Distiller(keras.Model):
 
     def _teacher_logits(self, inputs, x, t_out):
         if self._cached is not None:
-            rows = self._cached_table.lookup(tf.cast(inputs["index"], tf.int64))
-            tf.debugging.assert_non_negative(rows, "An example index has no cached teacher logits.")
-            return tf.gather(self._cached, rows)
+            return self._cached(inputs["index"])
         return t_out[0]
 
     def losses_for(self, inputs, y, training):

@@ -31,6 +31,30 @@ class LogitCacheMismatchError(UserError):
     """The cached logits do not belong to this data or teacher, or are damaged."""
 
 
+class IndexedRows:
+    """Rows of an array looked up by example index inside a tf.function.
+
+    ``rows(index_batch)`` gathers the rows whose example indices are given;
+    an index with no row fails loudly instead of reading a wrong row.
+    """
+
+    def __init__(self, values, index):
+        import tensorflow as tf
+
+        keys = tf.constant(index, tf.int64)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.range(tf.size(keys), dtype=tf.int64)),
+            default_value=-1)
+        self.values = tf.constant(values, tf.float32)
+
+    def __call__(self, index_batch):
+        import tensorflow as tf
+
+        rows = self.table.lookup(tf.cast(index_batch, tf.int64))
+        tf.debugging.assert_non_negative(rows, "An example index has no cached teacher logits.")
+        return tf.gather(self.values, rows)
+
+
 def compute_logits(teacher, subset, input_norm, mean, std, batch_size=256):
     """Teacher logits of every image in ``subset`` (un-augmented), in its order."""
     from tfigkd.data import make_dataset
@@ -121,4 +145,4 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
         teacher = keras.models.load_model(teacher_path)
     logits = compute_logits(teacher, splits.train, input_norm, splits.mean, splits.std)
     write_logits(cache_dir, splits.train, logits, splits.fingerprint, thash, input_norm)
-    return load_logits(cache_dir, splits.train, splits.fingerprint, thash)
+    return logits  # computed in splits.train's order: no need to read the file back
