@@ -8,7 +8,7 @@ import time
 import keras
 
 import tfigkd
-from tfigkd.config import config_to_dict
+from tfigkd.config import config_diff, config_to_dict
 from tfigkd.data import load_splits
 from tfigkd.errors import UserError
 from tfigkd.experiments.common import (classification_compile, datasets_for,
@@ -51,15 +51,13 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
                 f"{out_dir} holds a teacher trained on other data (fingerprint "
                 f"{done.get('fingerprint', '?')[:12]} vs {splits.fingerprint[:12]}); "
                 "use another --out folder or delete it.")
-        from tfigkd.experiments.student import recipe_diff
-
         def recipe(c):
             c = dict(c)
             c["train"] = {k: v for k, v in c["train"].items() if k != "verbose"}
             return c
 
         old = done.get("config", {}).get("teacher")
-        diff = recipe_diff(recipe(old), recipe(config_to_dict(cfg.teacher)), "teacher") \
+        diff = config_diff(recipe(old), recipe(config_to_dict(cfg.teacher)), "teacher") \
             if old else ""
         if diff:
             raise UserError(f"{out_dir} holds a teacher trained with other settings ({diff}); "
