@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 
 import numpy as np
+
 
 
 def time_repeats(fn, repeats, warmup=1):
@@ -27,14 +27,6 @@ def rate_stats(seconds, items):
     rates = items / np.asarray(seconds)
     return {"median": float(np.median(rates)), "min": float(rates.min()),
             "max": float(rates.max()), "repeats": int(len(rates))}
-
-
-def machine_info():
-    import tensorflow as tf
-
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def write_result(path, data):

@@ -23,9 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine_info, rate_stats, time_repeats, write_result  # noqa: E402
+from common import rate_stats, time_repeats, write_result  # noqa: E402
 
 from tfigkd.attribution import METHODS, IntegratedGradients  # noqa: E402
+from tfigkd.experiments.common import machine_info  # noqa: E402
 from tfigkd.models import mobilenet_v2_cifar  # noqa: E402
 
 

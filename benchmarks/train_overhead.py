@@ -26,6 +26,7 @@ values do not change the cost. Images come from the config's data source.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -36,46 +37,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine_info, write_result  # noqa: E402
+from common import write_result  # noqa: E402
 
-from tfigkd.augment import overlay_transform  # noqa: E402
 from tfigkd.config import load_config  # noqa: E402
-from tfigkd.data import load_splits, make_dataset  # noqa: E402
-from tfigkd.distill import Distiller  # noqa: E402
-from tfigkd.experiments.optim import build_optimizer  # noqa: E402
+from tfigkd.data import load_splits  # noqa: E402
+from tfigkd.experiments.common import machine_info  # noqa: E402
+from tfigkd.experiments.student import build_distillation  # noqa: E402
 from tfigkd.models import build_model  # noqa: E402
 
-VARIANTS = ("plain", "overlay", "kd_online", "kd_cached")
+# variant -> (mode, teacher_mode): the same builder as training (build_distillation).
+VARIANT_MODES = {"plain": ("student", "online"), "overlay": ("ig", "online"),
+                 "kd_online": ("kd", "online"), "kd_cached": ("kd", "cached")}
+VARIANTS = tuple(VARIANT_MODES)
 
 
 def build_variant(name, cfg, splits, teacher, maps, logits):
-    scfg, tcfg = cfg.student, cfg.student.train
-    keras.utils.set_random_seed(0)
-    student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
-                          **scfg.model.kwargs)
-    transform = None
-    if name == "overlay":
-        transform = overlay_transform(scfg.p, tuple(scfg.exponent_range), scfg.overlay_weight,
-                                      scfg.align_geometry, tcfg.augment.crop_pad)
-    ds = make_dataset(splits.train, batch_size=tcfg.batch_size, training=True,
-                      input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std,
-                      crop_pad=tcfg.augment.crop_pad, flip=tcfg.augment.flip, seed=0,
-                      drop_remainder=True, with_index=name == "kd_cached",
-                      extras={"ig_map": maps} if name == "overlay" else None,
-                      batch_transform=transform).repeat()
-    dataset_norm = cfg.teacher.train.input_norm == "dataset"
-    kw = dict(teacher_mean=splits.mean if dataset_norm else None,
-              teacher_std=splits.std if dataset_norm else None)
-    if name == "kd_online":
-        d = Distiller(student, teacher, alpha=scfg.alpha, temperature=scfg.temperature, **kw)
-    elif name == "kd_cached":
-        d = Distiller(student, None, alpha=scfg.alpha, temperature=scfg.temperature,
-                      cached_logits=logits, cached_index=splits.train.index, **kw)
-    else:
-        d = Distiller(student, None, alpha=0.0)
-    d.compile(optimizer=build_optimizer(tcfg.optimizer, 10, 100))
+    mode, teacher_mode = VARIANT_MODES[name]
+    vcfg = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student,
+                                                                teacher_mode=teacher_mode))
+    # drop_remainder: every timed step then trains exactly batch_size images.
+    d, ds = build_distillation(vcfg, splits, mode, 0, teacher=teacher, maps=maps,
+                               cached=logits if teacher_mode == "cached" else None,
+                               drop_remainder=True)
     d.optimizer.build(d.student.trainable_variables)  # variables must exist before tracing
-    return d, ds
+    return d, ds.repeat()
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ import time
 import keras
 
 from tfigkd.augment import overlay_transform
+from tfigkd.config import config_diff, config_to_dict
 from tfigkd.data import make_dataset
 from tfigkd.distill import Distiller
 from tfigkd.errors import UserError
@@ -29,8 +30,6 @@ def mode_weights(mode, scfg):
 
 def student_recipe(cfg):
     """The settings a finished student depends on (besides mode, seed and data)."""
-    from tfigkd.config import config_to_dict
-
     d = config_to_dict(cfg.student)
     for key in ("modes", "seeds"):
         d.pop(key, None)
@@ -38,20 +37,44 @@ def student_recipe(cfg):
     return d
 
 
-def recipe_diff(old, new, prefix="student"):
-    """A short "key: old -> new" list of differing settings ('' if none or unknown)."""
-    if old is None:
-        return ""  # written by an older tfigkd: nothing to compare
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            sub = recipe_diff(a, b, f"{prefix}.{k}")
-            if sub:
-                out.append(sub)
-        elif a != b:
-            out.append(f"{prefix}.{k}: {a!r} -> {b!r}")
-    return ", ".join(out)
+def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=None,
+                       drop_remainder=False):
+    """The compiled ``Distiller`` and training pipeline of one student run.
+
+    Shared by ``train_student`` and ``benchmarks/train_overhead.py``, so the
+    benchmark times exactly what training runs. Arguments as ``train_student``.
+
+    Returns:
+        (distiller, train_dataset).
+    """
+    scfg, tcfg = cfg.student, cfg.student.train
+    alpha, p, gamma = mode_weights(mode, scfg)
+    if p > 0 and maps is None:
+        raise UserError(f"Mode {mode!r} needs IG maps; run precompute-ig first.")
+    keras.utils.set_random_seed(seed)
+    student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
+                          **scfg.model.kwargs)
+    use_cache = cached is not None and scfg.teacher_mode == "cached"
+    extras = {"ig_map": maps} if p > 0 else None
+    transform = (overlay_transform(p, tuple(scfg.exponent_range), scfg.overlay_weight,
+                                   scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None)
+    train_ds = make_dataset(splits.train, batch_size=tcfg.batch_size, training=True,
+                            input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std,
+                            crop_pad=tcfg.augment.crop_pad, flip=tcfg.augment.flip, seed=seed,
+                            with_index=use_cache, extras=extras, batch_transform=transform,
+                            drop_remainder=drop_remainder)
+    dataset_norm = cfg.teacher.train.input_norm == "dataset"
+    distiller = Distiller(
+        student, teacher if (alpha > 0 and not use_cache) or gamma > 0 else None,
+        alpha=alpha, temperature=scfg.temperature, gamma=gamma,
+        at_layers=[tuple(pr) for pr in scfg.at_layers] if gamma > 0 else (),
+        teacher_mean=splits.mean if dataset_norm else None,
+        teacher_std=splits.std if dataset_norm else None,
+        cached_logits=cached if (use_cache and alpha > 0) else None,
+        cached_index=splits.train.index if (use_cache and alpha > 0) else None)
+    distiller.compile(optimizer=build_optimizer(tcfg.optimizer, tcfg.epochs,
+                                                steps_per_epoch(len(splits.train), tcfg.batch_size)))
+    return distiller, train_ds
 
 
 def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cached=None,
@@ -80,39 +103,17 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
         done = read_json(mpath)
         if done.get("fingerprint") != splits.fingerprint:
             raise UserError(f"{run_dir} holds a student trained on other data; use a new --out.")
-        diff = recipe_diff(done.get("recipe"), student_recipe(cfg))
+        diff = config_diff(done.get("recipe"), student_recipe(cfg), "student")
         if diff:
             raise UserError(
                 f"{run_dir} holds a student trained with other settings ({diff}); reusing it "
                 "would mislabel the result. Use a new --out, or delete that folder to retrain.")
         return done
     alpha, p, gamma = mode_weights(mode, scfg)
-    if p > 0 and maps is None:
-        raise UserError(f"Mode {mode!r} needs IG maps; run precompute-ig first.")
-    keras.utils.set_random_seed(seed)
-    student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
-                          **scfg.model.kwargs)
-    use_cache = cached is not None and scfg.teacher_mode == "cached"
-    extras = {"ig_map": maps} if p > 0 else None
-    transform = (overlay_transform(p, tuple(scfg.exponent_range), scfg.overlay_weight,
-                                   scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None)
-    train_ds = make_dataset(splits.train, batch_size=tcfg.batch_size, training=True,
-                            input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std,
-                            crop_pad=tcfg.augment.crop_pad, flip=tcfg.augment.flip, seed=seed,
-                            with_index=use_cache, extras=extras, batch_transform=transform)
+    distiller, train_ds = build_distillation(cfg, splits, mode, seed, teacher, maps, cached)
     evals = {k: make_dataset(getattr(splits, k), batch_size=256, training=False,
                              input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std)
              for k in ("val", "test")}
-    distiller = Distiller(
-        student, teacher if (alpha > 0 and not use_cache) or gamma > 0 else None,
-        alpha=alpha, temperature=scfg.temperature, gamma=gamma,
-        at_layers=[tuple(pr) for pr in scfg.at_layers] if gamma > 0 else (),
-        teacher_mean=splits.mean if cfg.teacher.train.input_norm == "dataset" else None,
-        teacher_std=splits.std if cfg.teacher.train.input_norm == "dataset" else None,
-        cached_logits=cached if (use_cache and alpha > 0) else None,
-        cached_index=splits.train.index if (use_cache and alpha > 0) else None)
-    distiller.compile(optimizer=build_optimizer(tcfg.optimizer, tcfg.epochs,
-                                                steps_per_epoch(len(splits.train), tcfg.batch_size)))
     t0 = time.time()
     state = fit_resumable(
         distiller, train_ds, evals["val"], epochs=tcfg.epochs, work_dir=os.path.join(run_dir, "work"),
