@@ -43,7 +43,7 @@ from tfigkd.config import load_config  # noqa: E402
 from tfigkd.data import load_splits  # noqa: E402
 from tfigkd.experiments.common import machine_info  # noqa: E402
 from tfigkd.experiments.student import build_distillation  # noqa: E402
-from tfigkd.models import build_model  # noqa: E402
+from tfigkd.models import build_model, load_model_file  # noqa: E402
 
 # variant -> (mode, teacher_mode): the same builder as training (build_distillation).
 VARIANT_MODES = {"plain": ("student", "online"), "overlay": ("ig", "online"),
@@ -56,11 +56,11 @@ def build_variant(name, cfg, splits, teacher, maps, logits):
     vcfg = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student,
                                                                 teacher_mode=teacher_mode))
     # drop_remainder: every timed step then trains exactly batch_size images.
-    d, ds = build_distillation(vcfg, splits, mode, 0, teacher=teacher, maps=maps,
-                               cached=logits if teacher_mode == "cached" else None,
-                               drop_remainder=True)
+    d, train_data = build_distillation(vcfg, splits, mode, 0, teacher=teacher, maps=maps,
+                                       cached=logits if teacher_mode == "cached" else None,
+                                       drop_remainder=True)
     d.optimizer.build(d.student.trainable_variables)  # variables must exist before tracing
-    return d, ds.repeat()
+    return d, train_data(0, None)  # epochs back to back, without end
 
 
 def main(argv=None):
@@ -76,7 +76,7 @@ def main(argv=None):
     cfg = load_config(args.config, [f"data.train_subset={args.images}"])
     splits = load_splits(cfg.data)
     if args.teacher:
-        teacher = keras.models.load_model(args.teacher)
+        teacher = load_model_file(args.teacher, "--teacher")
     else:
         keras.utils.set_random_seed(1)
         teacher = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,

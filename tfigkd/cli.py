@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from tfigkd.errors import UserError
 
 
-def _quiet_tf():
-    # TensorFlow's C++ start-up chatter drowns the useful output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _quiet_tf(verbose):
+    # TensorFlow's C++ start-up chatter (oneDNN notices, "failed call to
+    # cuInit" on CPU machines) drowns the useful output; a user's own
+    # TF_CPP_MIN_LOG_LEVEL or --verbose brings it back.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+
+
+def _setup_logging(verbose):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s")
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _load(args):
@@ -124,8 +134,11 @@ def cmd_summary(args):
 
 
 def cmd_check_config(args):
+    from tfigkd.experiments.check import check_buildable
+
     cfg = _load(args)
-    print(f"{args.config}: OK ({cfg.name})")
+    info = check_buildable(cfg)
+    print(f"{args.config}: OK ({cfg.name}; {info})")
 
 
 def _add_config(p):
@@ -142,6 +155,8 @@ def build_parser():
     from tfigkd import __version__
 
     parser.add_argument("--version", action="version", version=f"tfigkd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging and TensorFlow's own start-up messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train-teacher", help="train the MobileNetV2 teacher of a config")
@@ -220,22 +235,32 @@ def build_parser():
 
 
 def main(argv=None):
-    """Entry point of the ``tfigkd`` console script."""
-    _quiet_tf()
+    """Entry point of the ``tfigkd`` console script.
+
+    Returns:
+        0 on success, 2 for a problem the user can fix (printed as one line
+        naming it and the fix), 130 when interrupted. Bugs keep their traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_tf(args.verbose)
+    _setup_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         args.func(args)
-    except (UserError, FileNotFoundError) as e:
-        # Problems the user can fix print as one line; anything else is a bug
-        # and keeps its traceback.
+    except (UserError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         if os.environ.get("TFIGKD_DEBUG"):
             raise
-        print(f"error: {e}\n(set TFIGKD_DEBUG=1 for the traceback)", file=sys.stderr)
+        # One line (a config with several problems lists them, one per line).
+        msg = str(e) if isinstance(e, UserError) else " ".join(str(e).split())
+        print(f"tfigkd: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("tfigkd: interrupted; finished work is kept: run the same command again to "
+              "resume.", file=sys.stderr)
+        return 130
     return 0
 
 

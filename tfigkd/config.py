@@ -288,8 +288,11 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     cfg = _from_dict(ExperimentConfig, data, "", errors)
     if not errors:
         _check_paths(cfg, errors)
+    if len(errors) == 1:
+        raise ConfigError(f"Invalid config {source}: {errors[0]}")
     if errors:
-        raise ConfigError(f"Invalid config {source}:\n  - " + "\n  - ".join(errors))
+        raise ConfigError(f"Invalid config {source} ({len(errors)} problems):\n  - "
+                          + "\n  - ".join(errors))
     return cfg
 
 
@@ -297,15 +300,23 @@ def apply_overrides(data: dict, overrides) -> dict:
     """Applies ``["a.b=value", ...]`` (values parsed as YAML) to a config dict."""
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"Override {item!r} must look like key.sub=value.")
+            raise ConfigError(f"--set {item!r}: must look like key.sub=value "
+                              "(e.g. --set teacher.train.epochs=2).")
         key, raw = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: {key!r} is not a key path like teacher.train.epochs.")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"Override {item!r}: {p!r} is not a section.")
-        node[parts[-1]] = yaml.safe_load(raw)
+                raise ConfigError(f"--set {item!r}: {p!r} is not a section.")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            problem = " ".join(str(getattr(e, "problem", "") or e).split())
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem}); quote "
+                              "strings and close brackets, e.g. --set student.seeds=[0,1].") from None
     return data
 
 
@@ -320,16 +331,29 @@ def load_config(path: str, overrides=None) -> ExperimentConfig:
         The validated ``ExperimentConfig``.
 
     Raises:
-        ConfigError: If the file is missing, not YAML, or invalid.
+        ConfigError: If the file is missing, empty, not YAML, not a mapping, or invalid.
     """
     if not os.path.isfile(path):
         raise ConfigError(f"Config file {path!r} not found. The shipped configs "
                           "are in configs/ (e.g. configs/fashion_mnist.yaml).")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file; a config is YAML text like "
+                          "configs/quickstart.yaml.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(e, "problem", "") or e).split())
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}; fix the syntax "
+                          "(indentation, colons, quotes).") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty; write at least a name and a data section (see "
+                          "configs/quickstart.yaml), or pass that file instead.")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, "
+                          f"teacher:, ...), got a {type(data).__name__}.")
     return config_from_dict(apply_overrides(data, overrides), source=path)
 
 

@@ -8,6 +8,8 @@ import json
 import os
 import tempfile
 
+from tfigkd.faults import fault_point
+
 
 @contextlib.contextmanager
 def atomic_path(path: str):
@@ -26,6 +28,7 @@ def atomic_path(path: str):
     os.unlink(tmp)  # some writers (h5py, zip) refuse to overwrite
     try:
         yield tmp
+        fault_point("atomic:before_replace")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -41,8 +44,20 @@ def write_json(path: str, data) -> None:
 
 
 def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
+    """Reads a JSON file that tfigkd wrote.
+
+    Raises:
+        UserError: If the file is damaged (truncated, edited, not JSON); the
+            message names it. A missing file raises ``FileNotFoundError``.
+    """
+    from tfigkd.errors import UserError
+
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is damaged ({type(e).__name__}: {str(e)[:80]}); delete it and "
+                        "re-run the command that wrote it (finished work beside it is kept).") from None
 
 
 def _json_default(obj):

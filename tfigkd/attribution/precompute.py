@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from dataclasses import asdict
 
-import keras
 import numpy as np
 
 from tfigkd.attribution.integrated_gradients import IntegratedGradients, ig_map
 from tfigkd.attribution.store import (MANIFEST, IGSettings, finalize_store, load_maps,
-                                      missing_shards, write_store)
+                                      missing_shards, verify_store, write_store)
 from tfigkd.data import load_splits, normalize
+from tfigkd.errors import UserError
 from tfigkd.io import file_sha256, read_json
 from tfigkd.layout import IG_DIR, teacher_path
+from tfigkd.lock import folder_lock
+from tfigkd.models import check_fits_data, load_model_file
+
+log = logging.getLogger(__name__)
 
 STORE_DIR = IG_DIR
 
@@ -53,7 +59,9 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
         splits: Pre-loaded ``SplitData``.
         shard: ``(i, N)``: compute only this worker's shards (job arrays);
             the manifest is written only when all shards are present.
-        verify_only: Compute nothing; check the shards and write the manifest.
+        verify_only: Compute nothing: re-read every shard, check it against its
+            checksum, the current data, teacher and IG settings, and (re)write
+            the manifest (``verify_store``).
         progress: Show a progress bar.
 
     Returns:
@@ -63,30 +71,37 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
     store = os.path.join(out_dir, STORE_DIR)
     tpath = teacher_path(cfg, out_dir)
     if not os.path.exists(tpath):
-        raise FileNotFoundError(f"Teacher {tpath} not found; run `tfigkd train-teacher` "
-                                "first or set teacher.path.")
+        raise UserError(f"Teacher {tpath} not found; run `tfigkd train-teacher` with the same "
+                        "--out first, or set teacher.path.")
     thash = file_sha256(tpath)
     settings = ig_settings(cfg.ig)
-    mpath = os.path.join(store, MANIFEST)
-    if os.path.exists(mpath):
-        man = read_json(mpath)
-        if (man["fingerprint"], man["teacher_sha256"], man["settings"]) == \
-                (splits.fingerprint, thash, settings.__dict__):
-            return man
-    if not verify_only:
-        teacher = keras.models.load_model(tpath)
+    keys = dict(fingerprint=splits.fingerprint, teacher_hash=thash, settings=settings)
+    # A whole-store job locks the run folder; --shard i/N workers lock only
+    # their own part, so several can share one store.
+    lock = (folder_lock(out_dir) if shard[1] == 1 or verify_only else
+            folder_lock(store, f".tfigkd-ig-worker-{shard[0]}-of-{shard[1]}.lock"))
+    with lock:
+        if verify_only:
+            return verify_store(store, splits.train, shard_size=cfg.ig.shard_size, **keys)
+        mpath = os.path.join(store, MANIFEST)
+        if os.path.exists(mpath):
+            man = read_json(mpath)
+            if (man["fingerprint"], man["teacher_sha256"], man["settings"]) == \
+                    (splits.fingerprint, thash, asdict(settings)):
+                return man  # readers check every shard's checksum when they load
+        teacher = load_model_file(tpath, "teacher")
+        check_fits_data(teacher, splits, f"Teacher {tpath}")
         t0 = time.time()
         n = write_store(
             store, splits.train,
             make_compute_fn(teacher, cfg.ig, cfg.teacher.train.input_norm, splits.mean, splits.std),
-            fingerprint=splits.fingerprint, teacher_hash=thash, settings=settings,
             shard_size=cfg.ig.shard_size, batch_size=cfg.ig.batch_size, worker=shard,
-            progress=progress)
-        if progress and n:
-            print(f"Computed {n} shard(s) in {time.time() - t0:.1f} s.")
+            progress=progress, **keys)
+        if n:
+            log.info("Computed %d IG shard(s) in %.1f s.", n, time.time() - t0)
         if shard[1] > 1 and missing_shards(store):
             return None  # other workers still running: merge with --verify later
-    return finalize_store(store)
+        return finalize_store(store)
 
 
 def load_ig_maps(cfg, out_dir, splits):

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfigkd.errors import UserError
+from tfigkd.faults import fault_point
 from tfigkd.io import atomic_path, file_sha256, read_json, write_json
 
 MANIFEST = "manifest.json"
@@ -61,7 +62,9 @@ def _example(index, label, m, delta, rel):
         "map": f(bytes_list=tf.train.BytesList(value=[m.astype("<f2").tobytes()])),
         "delta": f(float_list=tf.train.FloatList(value=[float(delta)])),
         "rel_error": f(float_list=tf.train.FloatList(value=[float(rel)])),
-    })).SerializeToString()
+    # Deterministic: protobuf otherwise writes map entries in an order that
+    # varies between processes, so a recomputed shard would get other bytes.
+    })).SerializeToString(deterministic=True)
 
 
 def plan_shards(n_examples, shard_size):
@@ -109,8 +112,8 @@ def write_store(store_dir, subset, compute_fn, *, fingerprint, teacher_hash, set
     order = np.argsort(subset.index, kind="stable")
     shards = plan_shards(len(order), shard_size)
     n = len(shards)
-    meta = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "teacher_sha256": teacher_hash,
-            "settings": asdict(settings), "shard_size": shard_size, "num_shards": n}
+    meta = store_meta(len(order), fingerprint=fingerprint, teacher_hash=teacher_hash,
+                      settings=settings, shard_size=shard_size)
     _check_existing(store_dir, meta)
     todo = [k for k in range(n) if k % worker[1] == worker[0]
             and not os.path.exists(os.path.join(store_dir, shard_name(k, n) + ".json"))]
@@ -139,6 +142,7 @@ def write_store(store_dir, subset, compute_fn, *, fingerprint, teacher_hash, set
             with tf.io.TFRecordWriter(tmp, options="GZIP") as w:
                 for j, q in enumerate(pos):
                     w.write(_example(subset.index[q], subset.y[q], maps[j], deltas[j], rels[j]))
+        fault_point("ig:shard_written")
         write_json(os.path.join(store_dir, name + ".json"), {
             **meta, "shard": k, "file": os.path.basename(path), "count": int(len(pos)),
             "sha256": file_sha256(path), "first_index": int(subset.index[pos[0]]),
@@ -150,16 +154,49 @@ def write_store(store_dir, subset, compute_fn, *, fingerprint, teacher_hash, set
     return len(todo)
 
 
+def store_meta(n_examples, *, fingerprint, teacher_hash, settings, shard_size):
+    """What every shard of a store for this data, teacher and settings records."""
+    return {"format": FORMAT_VERSION, "fingerprint": fingerprint, "teacher_sha256": teacher_hash,
+            "settings": asdict(settings), "shard_size": shard_size,
+            "num_shards": len(plan_shards(n_examples, shard_size))}
+
+
+def verify_store(store_dir, subset, *, fingerprint, teacher_hash, settings, shard_size):
+    """Checks a store completely and (re)writes its manifest.
+
+    Every sidecar is compared with the current data fingerprint, teacher hash
+    and IG settings; every shard file's SHA-256 with its sidecar; then every
+    record is read back and joined to ``subset`` by example index (counts,
+    shapes, no duplicates, no example without a map).
+
+    Returns:
+        The manifest dict.
+
+    Raises:
+        StoreMismatchError: Naming the first problem found and its fix.
+    """
+    if not glob.glob(os.path.join(store_dir, "shard-*.json")):
+        raise StoreMismatchError(f"{store_dir} holds no finished IG shards; run "
+                                 "`tfigkd precompute-ig` (without --verify) first.")
+    _check_existing(store_dir, store_meta(len(subset), fingerprint=fingerprint,
+                                          teacher_hash=teacher_hash, settings=settings,
+                                          shard_size=shard_size))
+    manifest = finalize_store(store_dir)
+    load_maps(store_dir, subset, fingerprint=fingerprint, teacher_hash=teacher_hash,
+              settings=settings)
+    return manifest
+
+
 def _check_existing(store_dir, meta):
     for side in glob.glob(os.path.join(store_dir, "shard-*.json")):
         old = read_json(side)
         for key in ("fingerprint", "teacher_sha256", "settings", "shard_size", "num_shards"):
             if old.get(key) != meta[key]:
                 raise StoreMismatchError(
-                    f"{store_dir} already holds IG shards with a different {key} "
-                    f"({str(old.get(key))[:40]} vs {str(meta[key])[:40]}). They were made "
-                    "for other data, another teacher or other IG settings; use a new "
-                    "folder or delete this one.")
+                    f"{side} was made with a different {key} ({str(old.get(key))[:40]} vs "
+                    f"now {str(meta[key])[:40]}): the store belongs to other data, another "
+                    "teacher or other IG settings; use a new --out folder or delete "
+                    f"{store_dir}.")
 
 
 def missing_shards(store_dir):

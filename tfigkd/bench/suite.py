@@ -14,18 +14,16 @@ from tfigkd.io import read_json, write_json
 
 def _convert_all(entries, quants, splits, out_dir, calibration_images, check_images, verbose,
                  cfg=None):
-    import keras
-
     from tfigkd.data import normalize
     from tfigkd.export.exporter import litert_check, model_input_norm, representative_images
     from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.io import file_sha256
-    from tfigkd.models import count_macs
+    from tfigkd.models import count_macs, load_model_file
 
     models = []
     test = splits.test.take(np.arange(min(check_images or len(splits.test), len(splits.test))))
     for e in entries:
-        model = keras.models.load_model(e["keras_path"])
+        model = load_model_file(e["keras_path"], f"--{e['role']}")
         norm = model_input_norm(e["keras_path"], cfg, e.get("input_norm"))
         sha = file_sha256(e["keras_path"])
         macs = count_macs(model)

@@ -79,6 +79,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     from tfigkd.distill.losses import ce_loss, kd_loss
     from tfigkd.export.exporter import litert_check, representative_images
     from tfigkd.export.tflite import convert, save_tflite
+    from tfigkd.models import load_model_file
 
     if method not in METHODS:
         raise UserError(f"method must be one of {METHODS}, got {method!r}.")
@@ -87,8 +88,8 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     t_start = time.time()
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(student_path)), "compress")
     os.makedirs(out_dir, exist_ok=True)
-    student = keras.models.load_model(student_path)
-    teacher = keras.models.load_model(teacher_path)
+    student = load_model_file(student_path, "--model")
+    teacher = load_model_file(teacher_path, "--teacher")
     test = splits.test if check_images is None else splits.test.take(
         np.arange(min(check_images, len(splits.test))))
     x_test = normalize(test.x, student_norm, splits.mean, splits.std).numpy()
@@ -111,9 +112,11 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     import tf_keras
 
     opt = tf_keras.optimizers.Adam(lr)
-    ds = make_dataset(splits.train, batch_size=batch_size, training=True, input_norm=student_norm,
-                      mean=splits.mean, std=splits.std, crop_pad=crop_pad, flip=flip,
-                      seed=seed, with_index=True)
+    steps_per_epoch = -(-len(splits.train) // batch_size)
+    ds = iter(make_dataset(splits.train, batch_size=batch_size, training=True,
+                           input_norm=student_norm, mean=splits.mean, std=splits.std,
+                           crop_pad=crop_pad, flip=flip, seed=seed, with_index=True,
+                           num_epochs=epochs))
 
     @tf.function
     def train_step(x, idx, y):
@@ -130,7 +133,8 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     t0 = time.time()
     for epoch in range(epochs):
         losses = []
-        for b, (inputs, y) in enumerate(ds):
+        for b in range(steps_per_epoch):
+            inputs, y = next(ds)
             for cb in callbacks:
                 cb.on_train_batch_begin(batch=b)
             losses.append(float(train_step(inputs["image"], inputs["index"], y)))

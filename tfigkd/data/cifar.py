@@ -9,6 +9,7 @@ import tarfile
 
 import numpy as np
 
+from tfigkd.data.reading import reading
 from tfigkd.errors import UserError
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog",
@@ -117,6 +118,12 @@ def load_cifar10_archive(path: str):
         raise FileNotFoundError(
             f"CIFAR-10 archive {path!r} not found. Download cifar-10-binary.tar.gz "
             "from https://www.cs.toronto.edu/~kriz/cifar.html and set data.path.")
+    with reading(path, "a CIFAR-10 archive (.tar.gz or extracted folder)",
+                 "it is truncated, damaged or not the official archive: download it again"):
+        return _load_archive(path)
+
+
+def _load_archive(path):
     members = _Members(path)
     try:
         if all(f"{n}.bin" in members.names for n in _TRAIN + [_TEST]):

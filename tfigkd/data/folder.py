@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from tfigkd.data.reading import reading
 from tfigkd.errors import UserError
 
 _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -22,12 +23,15 @@ def _read_class_folders(root):
     images, labels, shape = [], [], None
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
-        for fn in sorted(os.listdir(folder)):
-            if not fn.lower().endswith(_EXTS):
-                continue
+        files = sorted(fn for fn in os.listdir(folder) if fn.lower().endswith(_EXTS))
+        if not files:
+            raise UserError(f"{folder}: class folder {name!r} holds no images "
+                            f"({', '.join(_EXTS)}); add images or remove the folder.")
+        for fn in files:
             path = os.path.join(folder, fn)
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"))
+            with reading(path, "an image", "delete or replace the file"):
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"))
             if arr.ndim == 2:
                 arr = arr[..., None]
             if shape is None:
@@ -71,7 +75,17 @@ def load_numpy(path):
 
     Images must be uint8 NHWC (NHW is accepted as one channel).
     """
-    with np.load(os.path.expanduser(path), allow_pickle=False) as z:
+    with reading(path, "an .npz archive of arrays", "write it with np.savez(path, "
+                 "x_train=..., y_train=..., x_test=..., y_test=...)"):
+        return _load_npz(os.path.expanduser(path))
+
+
+def _load_npz(path):
+    z = np.load(path, allow_pickle=False)
+    if not hasattr(z, "files"):
+        raise UserError(f"{path} is a single .npy array, not an .npz archive; save with "
+                        "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...).")
+    with z:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
         if missing:
             raise UserError(f"{path}: missing arrays {sorted(missing)}; save with "

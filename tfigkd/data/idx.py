@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from tfigkd.data.reading import reading
 from tfigkd.errors import UserError
 
 # IDX type codes -> big-endian NumPy dtypes.
@@ -27,8 +28,10 @@ def read_idx(path: str) -> np.ndarray:
         ValueError: If the header is malformed or the payload has the wrong size.
     """
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    with reading(path, "an IDX file" + (" (gzip)" if path.endswith(".gz") else ""),
+                 "the file is truncated or damaged: reinstall or download it again"):
+        with opener(path, "rb") as f:
+            raw = f.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise UserError(f"{path} is not an IDX file (bad magic number "
                         f"{raw[:4].hex()}); expected e.g. 00000803 for images.")

@@ -68,8 +68,15 @@ def apply_geometry(images, geometry, pad):
 
 def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
                  std=None, crop_pad=4, flip=True, seed=0, with_index=False,
-                 drop_remainder=False, batch_transform=None, extras=None):
+                 drop_remainder=False, batch_transform=None, extras=None,
+                 epoch=0, num_epochs=1):
     """Builds the tf.data pipeline for one split.
+
+    A training pipeline's order and augmentation are a pure function of
+    ``(seed, epoch, batch number)``: epoch ``e`` is the same permutation and the
+    same crops whichever process computes it and whatever ran before. That is
+    what makes a resumed run identical to an uninterrupted one (it starts at
+    ``epoch=k`` instead of replaying a random-number generator's history).
 
     Args:
         subset: A ``tfigkd.data.Subset`` (uint8 images, labels, indices).
@@ -90,19 +97,16 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
         extras: Optional ``{name: array}`` of per-example arrays aligned with
             ``subset`` (e.g. IG maps); they travel with their example through
             shuffling and batching and reach ``batch_transform``.
+        epoch: Training only: the first epoch the dataset yields.
+        num_epochs: Training only: how many consecutive epochs it yields
+            (None: without end; give ``fit`` a ``steps_per_epoch`` of
+            ``steps_per_epoch(len(subset), batch_size)``).
 
     Returns:
         A ``tf.data.Dataset``.
     """
-    ds = tf.data.Dataset.from_tensor_slices(
-        {"image": subset.x, "label": subset.y.astype(np.int64),
-         "index": subset.index.astype(np.int64), **(extras or {})}).cache()
-    if training:
-        ds = ds.shuffle(len(subset), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    # One seed pair per batch; re-randomised each epoch but reproducible.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip(ds, seeds)
+    columns = {"image": subset.x, "label": subset.y.astype(np.int64),
+               "index": subset.index.astype(np.int64), **(extras or {})}
 
     def transform(batch, bseed):
         batch = dict(batch)
@@ -117,5 +121,35 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
             return {"image": x, "index": batch["index"]}, batch["label"]
         return x, batch["label"]
 
+    if not training:
+        ds = tf.data.Dataset.from_tensor_slices(columns).cache()
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(lambda b: transform(b, tf.zeros([2], tf.int64)),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)
+        return ds.prefetch(AUTOTUNE)
+    n = len(subset)
+    batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    if batches < 1:
+        raise UserError(f"{n} training examples cannot fill one batch of {batch_size} with "
+                        "drop_remainder; lower the batch size.")
+    tensors = {k: tf.constant(v) for k, v in columns.items()}
+    base = tf.constant([int(seed) & 0x7FFFFFFF, 0x1D5EED], tf.int64)
+
+    def epoch_batches(e):
+        eseed = tf.random.experimental.stateless_fold_in(base, e)
+        order = tf.argsort(tf.random.stateless_uniform([n], eseed))
+        starts = tf.range(batches, dtype=tf.int64) * batch_size
+
+        def gather(b, start):
+            idx = order[start:tf.minimum(start + batch_size, n)]
+            batch = {k: tf.gather(v, idx) for k, v in tensors.items()}
+            # One stateless augmentation seed per (seed, epoch, batch).
+            return batch, tf.random.experimental.stateless_fold_in(eseed, b + 1)
+
+        return tf.data.Dataset.zip(tf.data.Dataset.range(batches),
+                                   tf.data.Dataset.from_tensor_slices(starts)).map(gather)
+
+    stop = np.iinfo(np.int64).max if num_epochs is None else epoch + num_epochs
+    ds = tf.data.Dataset.range(epoch, stop).flat_map(epoch_batches)
     ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE)

@@ -113,9 +113,19 @@ def _check_arrays(x, y, what):
     if x.dtype != np.uint8:
         raise UserError(f"{what} images must be uint8 in [0, 255]; got {x.dtype}. "
                         "Convert with (x * 255).round().astype('uint8') if they are in [0, 1].")
-    y = y.reshape(-1).astype(np.int64)
+    if len(x) == 0:
+        raise UserError(f"{what} split holds no images; check the data source.")
+    y = y.reshape(-1)
+    if y.dtype.kind == "f" and np.all(y == np.round(y)):
+        y = y.astype(np.int64)  # labels stored as floats, e.g. by pandas
+    if y.dtype.kind not in "iu":
+        raise UserError(f"{what} labels must be integer class numbers 0..K-1; got dtype {y.dtype}.")
+    y = y.astype(np.int64)
     if len(x) != len(y):
         raise UserError(f"{what}: {len(x)} images but {len(y)} labels.")
+    if y.min() < 0:
+        raise UserError(f"{what} labels must be class numbers 0..K-1, but {int((y < 0).sum())} "
+                        f"are negative (e.g. {int(y[y < 0][0])}); relabel them.")
     return x, y
 
 
@@ -150,7 +160,13 @@ def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_nam
     train, val = full.take(keep), full.take(held)
     if cfg.test_subset:
         test = test.take(stratified_subset(test.y, cfg.test_subset, cfg.seed))
+    if test.x.shape[1:] != full.x.shape[1:]:
+        raise UserError(f"{name}: test images are {test.x.shape[1:]} but training images are "
+                        f"{full.x.shape[1:]} (H, W, C); give both splits one size and colour mode.")
     n_classes = int(max(y_train.max(), test.y.max())) + 1
+    if class_names is not None and n_classes > len(class_names):
+        raise UserError(f"{name}: labels go up to {n_classes - 1} but there are only "
+                        f"{len(class_names)} class names; labels must be 0..{len(class_names) - 1}.")
     class_names = list(class_names or [str(i) for i in range(n_classes)])
     if cfg.mean is not None:
         mean, std = tuple(cfg.mean), tuple(cfg.std)

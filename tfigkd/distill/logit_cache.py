@@ -140,9 +140,9 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
         if (man.get("fingerprint"), man.get("teacher_sha256")) == (splits.fingerprint, thash):
             return load_logits(cache_dir, splits.train, splits.fingerprint, thash)
     if teacher is None:
-        import keras
+        from tfigkd.models import load_model_file
 
-        teacher = keras.models.load_model(teacher_path)
+        teacher = load_model_file(teacher_path, "teacher")
     logits = compute_logits(teacher, splits.train, input_norm, splits.mean, splits.std)
     write_logits(cache_dir, splits.train, logits, splits.fingerprint, thash, input_norm)
     return logits  # computed in splits.train's order: no need to read the file back

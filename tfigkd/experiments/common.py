@@ -9,16 +9,19 @@ import keras
 from tfigkd.data import make_dataset
 
 
-def datasets_for(splits, train_cfg, with_index=False, batch_transform=None):
-    """Training, validation and test pipelines for a ``TrainConfig`` recipe."""
-    common = dict(input_norm=train_cfg.input_norm, mean=splits.mean, std=splits.std,
-                  with_index=with_index)
-    train = make_dataset(splits.train, batch_size=train_cfg.batch_size, training=True,
-                         crop_pad=train_cfg.augment.crop_pad, flip=train_cfg.augment.flip,
-                         seed=train_cfg.seed, batch_transform=batch_transform, **common)
-    val = make_dataset(splits.val, batch_size=train_cfg.batch_size, training=False, **common)
-    test = make_dataset(splits.test, batch_size=train_cfg.batch_size, training=False, **common)
-    return train, val, test
+def training_data(splits, train_cfg, seed, **kwargs):
+    """``fn(first_epoch, num_epochs) -> dataset`` of a recipe's training split (for ``fit_resumable``).
+
+    Extra keyword arguments go to ``make_dataset`` (``with_index``,
+    ``extras``, ``batch_transform``, ...).
+    """
+    def build(epoch, num_epochs):
+        return make_dataset(splits.train, batch_size=train_cfg.batch_size, training=True,
+                            input_norm=train_cfg.input_norm, mean=splits.mean, std=splits.std,
+                            crop_pad=train_cfg.augment.crop_pad, flip=train_cfg.augment.flip,
+                            seed=seed, epoch=epoch, num_epochs=num_epochs, **kwargs)
+
+    return build
 
 
 def steps_per_epoch(n, batch_size):

@@ -13,9 +13,16 @@ import math
 import os
 import time
 
+import logging
+
 import keras
 
+from tfigkd.config import config_diff
+from tfigkd.errors import UserError
+from tfigkd.faults import fault_point
 from tfigkd.io import atomic_path, read_json, write_json
+
+log = logging.getLogger(__name__)
 
 
 def save_inference_copy(model, path):
@@ -55,6 +62,7 @@ class _EpochState(keras.callbacks.Callback):
             self.model.save_weights(tmp)
         old = st.get("weights")
         st.update(epoch=epoch + 1, weights=os.path.basename(ckpt),
+                  seed_states=_seed_states(self.model),
                   train_seconds=self.t_offset + time.time() - self.t0)
         write_json(os.path.join(self.work_dir, "state.json"), st)
         if old and old != st["weights"]:
@@ -62,19 +70,66 @@ class _EpochState(keras.callbacks.Callback):
                 os.unlink(os.path.join(self.work_dir, old))
             except FileNotFoundError:
                 pass
+        fault_point("fit:epoch_end")
 
 
-def fit_resumable(model, train_ds, val_ds, *, epochs, work_dir, best_path,
-                  monitor="val_accuracy", callbacks=(), verbose=1,
+def check_same_recipe(recorded, recipe, folder, what, fix):
+    """Refuses to reuse or resume work made with other settings or data.
+
+    The one check behind every "reuse a finished result" and "resume a
+    partial run" decision, so all stages answer alike.
+
+    Args:
+        recorded: The recipe stored with the earlier work (None: written by
+            an older tfigkd that did not record one; accepted unchecked).
+        recipe: The recipe of the current call (a dict; ``fingerprint`` is
+            the training data's fingerprint).
+        folder: The folder holding the earlier work (for the message).
+        what: e.g. "a teacher trained" or "a partial teacher run (epoch 1 of 4) started".
+        fix: What the user can do, e.g. "use another --out folder or delete it".
+
+    Raises:
+        UserError: Naming the differing keys (``key: old -> new``).
+    """
+    if recorded is None:
+        return
+    if recorded.get("fingerprint") != recipe.get("fingerprint"):
+        raise UserError(
+            f"{folder} holds {what} on other data (fingerprint "
+            f"{str(recorded.get('fingerprint'))[:12]} vs {str(recipe.get('fingerprint'))[:12]}: "
+            f"the data, split, subset or seed changed); {fix}.")
+    diff = config_diff({k: v for k, v in recorded.items() if k != "fingerprint"},
+                       {k: v for k, v in recipe.items() if k != "fingerprint"}, "")
+    if diff:
+        diff = ", ".join(part.lstrip(".") for part in diff.split(", "))
+        raise UserError(f"{folder} holds {what} with other settings ({diff}); {fix}.")
+
+
+def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_dir, best_path,
+                  recipe=None, what="run", monitor="val_accuracy", callbacks=(), verbose=1,
                   tensorboard_dir=None, save_best=save_inference_copy):
     """Trains a compiled model, resuming from ``work_dir`` when it holds a state.
 
+    Resuming is exact: the weights, the optimiser state (slots and
+    ``iterations``, hence the learning-rate schedule) and the random state of
+    layers such as Dropout come from the checkpoint, and ``train_data``
+    rebuilds the data order and augmentation of the remaining epochs from
+    their epoch numbers, so a killed-and-resumed run ends with the same
+    weights as an uninterrupted one.
+
     Args:
         model: A compiled Keras model (same architecture as any saved state).
-        train_ds, val_ds: Training and validation datasets.
+        train_data: ``fn(first_epoch, num_epochs) -> dataset`` yielding those
+            epochs back to back (``make_dataset(..., epoch=, num_epochs=)``).
+        val_ds: Validation dataset.
         epochs: Total epochs (including those already done).
-        work_dir: Folder for ``state.json`` and the latest checkpoint.
+        steps_per_epoch: Batches per epoch.
+        work_dir: Folder for ``state.json``, ``recipe.json`` and the latest checkpoint.
         best_path: Where the best-on-``monitor`` model is saved.
+        recipe: Settings and data fingerprint the run depends on; recorded
+            when the run starts, and a partial run with another recipe is
+            refused instead of resumed.
+        what: Name of the run in messages (e.g. "teacher").
         monitor: A logged metric to maximise, e.g. ``val_accuracy``.
         callbacks: Extra Keras callbacks.
         verbose: Keras ``fit`` verbosity.
@@ -84,20 +139,43 @@ def fit_resumable(model, train_ds, val_ds, *, epochs, work_dir, best_path,
     Returns:
         The state dict: ``epoch``, ``history`` (per-epoch metrics over all
         runs), ``best``, ``best_epoch`` and ``train_seconds``.
+
+    Raises:
+        UserError: If ``work_dir`` holds a partial run with another recipe.
     """
     os.makedirs(work_dir, exist_ok=True)
     state_path = os.path.join(work_dir, "state.json")
+    recipe_path = os.path.join(work_dir, "recipe.json")
     state = {"epoch": 0, "history": {}, "best": None, "best_epoch": None,
              "weights": None, "train_seconds": 0.0}
     if os.path.exists(state_path):
         state = read_json(state_path)
+        recorded = read_json(recipe_path) if os.path.exists(recipe_path) else None
+        if recipe is not None:
+            check_same_recipe(
+                recorded, recipe, work_dir,
+                f"a partial {what} run (epoch {state['epoch']} of {epochs}) started",
+                f"use another --out folder, or delete {work_dir} to start over")
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(work_dir, state["weights"]))
-        if verbose:
-            print(f"Resuming from epoch {state['epoch']} of {epochs} "
-                  f"(best {monitor} {state['best']:.4f} at epoch {state['best_epoch']}).")
-    # Stale temporaries from a kill mid-write are never read; tidy them.
+        ckpt = os.path.join(work_dir, state["weights"])
+        try:
+            model.load_weights(ckpt)
+        except FileNotFoundError:
+            raise UserError(f"{ckpt} is missing although {state_path} names it; delete "
+                            f"{work_dir} to restart this {what} from epoch 0.") from None
+        except (OSError, ValueError) as e:
+            raise UserError(f"{ckpt} cannot be loaded into this {what} ({e}); delete "
+                            f"{work_dir} to restart it from epoch 0.") from None
+        _restore_seed_states(model, state.get("seed_states"))
+        log.info("Resuming %s from epoch %d of %d (best %s %.4f at epoch %s).", what,
+                 state["epoch"], epochs, monitor, state["best"], state["best_epoch"])
+    elif recipe is not None:
+        # Recorded before the first epoch, so even a run killed in epoch 1
+        # cannot later be resumed under other settings.
+        write_json(recipe_path, recipe)
+    # Stale temporaries from a kill mid-write are never read; tidy them. Safe
+    # because the caller holds the folder's lock (one writer per folder).
     for tmp in glob.glob(os.path.join(work_dir, ".tmp-*")):
         os.unlink(tmp)
     if state["epoch"] < epochs:
@@ -105,9 +183,33 @@ def fit_resumable(model, train_ds, val_ds, *, epochs, work_dir, best_path,
                            lambda m: save_best(m, best_path), state["train_seconds"])]
         if tensorboard_dir:
             cbs.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                  initial_epoch=state["epoch"], callbacks=cbs + list(callbacks),
-                  verbose=verbose, shuffle=False)
+        model.fit(train_data(state["epoch"], epochs - state["epoch"]), validation_data=val_ds,
+                  epochs=epochs, initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
+                  callbacks=cbs + list(callbacks), verbose=verbose, shuffle=False)
     if state["best"] is None or (isinstance(state["best"], float) and math.isnan(state["best"])):
         raise RuntimeError(f"Training produced no valid {monitor}.")
     return state
+
+
+def _seed_generators(model):
+    """Keras ``SeedGenerator``s of the model's layers (Dropout, noise), in a stable order."""
+    gens = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        gens.extend(getattr(layer, "_seed_generators", []) or [])
+    return gens
+
+
+def _seed_states(model):
+    return [[int(v) for v in keras.ops.convert_to_numpy(g.state.value)]
+            for g in _seed_generators(model)]
+
+
+def _restore_seed_states(model, states):
+    if not states:
+        return
+    gens = _seed_generators(model)
+    if len(gens) != len(states):
+        raise UserError(f"The checkpoint holds {len(states)} random-state entries but the "
+                        f"model has {len(gens)}; it belongs to another architecture.")
+    for g, st in zip(gens, states):
+        g.state.assign(keras.ops.convert_to_tensor(st, dtype=g.state.dtype))

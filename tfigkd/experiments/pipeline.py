@@ -7,20 +7,25 @@ a kill continues where it stopped.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
-import keras
 
 import tfigkd
 from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits
 from tfigkd.distill.logit_cache import cached_teacher_logits
+from tfigkd.experiments.check import check_buildable
 from tfigkd.experiments.student import mode_weights, train_student
 from tfigkd.experiments.teacher import train_teacher
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import EXPORT_DIR, LOGITS_DIR
+from tfigkd.lock import folder_lock
+from tfigkd.models import load_model_file
+
+log = logging.getLogger(__name__)
 
 
 def export_int8(cfg, out_dir, splits, best):
@@ -54,13 +59,19 @@ def run_pipeline(cfg, out_dir, verbose=1):
     Returns:
         The summary dict written to ``out_dir/summary.json``.
     """
+    with folder_lock(out_dir):
+        return _run_pipeline(cfg, out_dir, verbose)
+
+
+def _run_pipeline(cfg, out_dir, verbose):
     t0 = time.time()
-    os.makedirs(out_dir, exist_ok=True)
     splits = load_splits(cfg.data)
-    if verbose:
-        print(f"Data: {splits.name} {splits.sizes()} fingerprint {splits.fingerprint[:12]}")
+    log.info("Data: %s %s fingerprint %s", splits.name, splits.sizes(), splits.fingerprint[:12])
+    # Every model the run will build, built once now: a bad model setting
+    # fails in seconds instead of after the teacher has trained.
+    check_buildable(cfg, splits)
     t_metrics = train_teacher(cfg, out_dir, splits=splits, verbose=verbose)
-    teacher = keras.models.load_model(t_metrics["model_path"])
+    teacher = load_model_file(t_metrics["model_path"], "teacher")
     modes = list(cfg.student.modes)
     need_ig = any(mode_weights(m, cfg.student)[1] > 0 for m in modes)
     manifest, maps, ig_seconds = None, None, None
@@ -102,6 +113,5 @@ def run_pipeline(cfg, out_dir, verbose=1):
     from tfigkd.experiments.report import write_report
 
     write_report(out_dir, summary, splits, maps, students, t_metrics, cfg)
-    if verbose:
-        print(f"Wrote {os.path.join(out_dir, 'summary.json')} and report.md")
+    log.info("Wrote %s and report.md", os.path.join(out_dir, "summary.json"))
     return summary

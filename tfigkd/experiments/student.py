@@ -1,23 +1,27 @@
-"""Student training in one of the eight ablation modes (METHOD.md sections 2, 4-6)."""
+"""Student training in one of the eight ablation modes (docs/method.md)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import keras
 
 from tfigkd.augment import overlay_transform
-from tfigkd.config import config_diff, config_to_dict
+from tfigkd.config import config_to_dict
 from tfigkd.data import make_dataset
 from tfigkd.distill import Distiller
 from tfigkd.errors import UserError
-from tfigkd.experiments.common import evaluate_accuracy, steps_per_epoch
-from tfigkd.experiments.fit import fit_resumable, save_inference_copy
+from tfigkd.experiments.common import evaluate_accuracy, steps_per_epoch, training_data
+from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
 from tfigkd.experiments.optim import build_optimizer
-from tfigkd.io import read_json, write_json
-from tfigkd.layout import student_dir
+from tfigkd.io import file_sha256, read_json, write_json
+from tfigkd.layout import student_dir, teacher_path
+from tfigkd.lock import folder_lock
 from tfigkd.models import build_model, count_macs, trainable_params
+
+log = logging.getLogger(__name__)
 
 
 def mode_weights(mode, scfg):
@@ -39,13 +43,14 @@ def student_recipe(cfg):
 
 def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=None,
                        drop_remainder=False):
-    """The compiled ``Distiller`` and training pipeline of one student run.
+    """The compiled ``Distiller`` and training data of one student run.
 
-    Shared by ``train_student`` and ``benchmarks/train_overhead.py``, so the
-    benchmark times exactly what training runs. Arguments as ``train_student``.
+    Shared by ``train_student`` and the benchmarks, so a benchmark times
+    exactly what training runs. Arguments as ``train_student``.
 
     Returns:
-        (distiller, train_dataset).
+        (distiller, train_data): ``train_data(first_epoch, num_epochs)``
+        builds the training pipeline of those epochs (see ``fit_resumable``).
     """
     scfg, tcfg = cfg.student, cfg.student.train
     alpha, p, gamma = mode_weights(mode, scfg)
@@ -58,11 +63,8 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
     extras = {"ig_map": maps} if p > 0 else None
     transform = (overlay_transform(p, tuple(scfg.exponent_range), scfg.overlay_weight,
                                    scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None)
-    train_ds = make_dataset(splits.train, batch_size=tcfg.batch_size, training=True,
-                            input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std,
-                            crop_pad=tcfg.augment.crop_pad, flip=tcfg.augment.flip, seed=seed,
-                            with_index=use_cache, extras=extras, batch_transform=transform,
-                            drop_remainder=drop_remainder)
+    train_data = training_data(splits, tcfg, seed, with_index=use_cache, extras=extras,
+                               batch_transform=transform, drop_remainder=drop_remainder)
     dataset_norm = cfg.teacher.train.input_norm == "dataset"
     distiller = Distiller(
         student, teacher if (alpha > 0 and not use_cache) or gamma > 0 else None,
@@ -74,7 +76,20 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
         cached_index=splits.train.index if (use_cache and alpha > 0) else None)
     distiller.compile(optimizer=build_optimizer(tcfg.optimizer, tcfg.epochs,
                                                 steps_per_epoch(len(splits.train), tcfg.batch_size)))
-    return distiller, train_ds
+    return distiller, train_data
+
+
+def run_recipe(cfg, out_dir, splits, mode, seed):
+    """Everything one student run depends on: settings, mode, seed, data and, if used, the teacher."""
+    alpha, p, gamma = mode_weights(mode, cfg.student)
+    recipe = {"fingerprint": splits.fingerprint, "mode": mode, "seed": seed,
+              "student": student_recipe(cfg)}
+    if alpha > 0 or p > 0 or gamma > 0:
+        tpath = teacher_path(cfg, out_dir)
+        recipe["teacher_sha256"] = file_sha256(tpath) if os.path.exists(tpath) else None
+    if p > 0:
+        recipe["ig"] = config_to_dict(cfg.ig)
+    return recipe
 
 
 def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cached=None,
@@ -94,30 +109,44 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
 
     Returns:
         The student's metrics dict (also in ``metrics.json``).
+
+    Raises:
+        UserError: If the folder holds a finished or partial student made
+            with other settings, data or teacher.
     """
+    with folder_lock(out_dir):
+        return _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verbose)
+
+
+def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verbose):
     scfg, tcfg = cfg.student, cfg.student.train
     verbose = tcfg.verbose if verbose is None else verbose
     run_dir = student_dir(out_dir, mode, seed)
     mpath, spath = os.path.join(run_dir, "metrics.json"), os.path.join(run_dir, "student.keras")
+    recipe = run_recipe(cfg, out_dir, splits, mode, seed)
     if os.path.exists(mpath) and os.path.exists(spath):
         done = read_json(mpath)
-        if done.get("fingerprint") != splits.fingerprint:
-            raise UserError(f"{run_dir} holds a student trained on other data; use a new --out.")
-        diff = config_diff(done.get("recipe"), student_recipe(cfg), "student")
-        if diff:
-            raise UserError(
-                f"{run_dir} holds a student trained with other settings ({diff}); reusing it "
-                "would mislabel the result. Use a new --out, or delete that folder to retrain.")
+        recorded = done.get("run_recipe")
+        if recorded is None and "recipe" in done:  # written before run recipes were recorded
+            recorded = {k: recipe[k] for k in ("mode", "seed") if k in recipe}
+            recorded.update(fingerprint=done.get("fingerprint"), student=done["recipe"],
+                            **{k: recipe[k] for k in ("teacher_sha256", "ig") if k in recipe})
+        check_same_recipe(recorded, recipe, run_dir, "a student trained",
+                          "reusing it would mislabel the result; use a new --out, or delete "
+                          "that folder to retrain")
         return done
     alpha, p, gamma = mode_weights(mode, scfg)
-    distiller, train_ds = build_distillation(cfg, splits, mode, seed, teacher, maps, cached)
+    distiller, train_data = build_distillation(cfg, splits, mode, seed, teacher, maps, cached)
     evals = {k: make_dataset(getattr(splits, k), batch_size=256, training=False,
                              input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std)
              for k in ("val", "test")}
     t0 = time.time()
     state = fit_resumable(
-        distiller, train_ds, evals["val"], epochs=tcfg.epochs, work_dir=os.path.join(run_dir, "work"),
-        best_path=spath, tensorboard_dir=os.path.join(out_dir, "logs", f"{mode}-s{seed}"),
+        distiller, train_data, evals["val"], epochs=tcfg.epochs,
+        steps_per_epoch=steps_per_epoch(len(splits.train), tcfg.batch_size),
+        work_dir=os.path.join(run_dir, "work"), best_path=spath, recipe=recipe,
+        what=f"student {mode}-s{seed}",
+        tensorboard_dir=os.path.join(out_dir, "logs", f"{mode}-s{seed}"),
         verbose=verbose, save_best=lambda m, path: save_inference_copy(m.student, path))
     best = keras.models.load_model(spath)
     metrics = {
@@ -129,11 +158,10 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
         "test_accuracy": evaluate_accuracy(best, evals["test"]),
         "train_seconds": state["train_seconds"], "wall_seconds_this_run": time.time() - t0,
         "keras_path": os.path.abspath(spath), "fingerprint": splits.fingerprint,
-        "recipe": student_recipe(cfg),
+        "recipe": student_recipe(cfg), "run_recipe": recipe,
         "history": state["history"],
     }
     write_json(mpath, metrics)
-    if verbose:
-        print(f"[{mode} seed {seed}] val {metrics['val_accuracy']:.4f} test "
-              f"{metrics['test_accuracy']:.4f} ({metrics['train_seconds']:.0f} s)")
+    log.info("[%s seed %s] val %.4f test %.4f (%.0f s)", mode, seed, metrics["val_accuracy"],
+             metrics["test_accuracy"], metrics["train_seconds"])
     return metrics

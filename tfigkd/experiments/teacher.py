@@ -1,24 +1,27 @@
-"""Teacher training (METHOD.md section 1): ``tfigkd train-teacher``."""
+"""Teacher training (docs/method.md, "The teacher"): ``tfigkd train-teacher``."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import keras
 
 import tfigkd
-from tfigkd.config import config_diff, config_to_dict
-from tfigkd.data import load_splits
-from tfigkd.errors import UserError
-from tfigkd.experiments.common import (classification_compile, datasets_for,
-                                       evaluate_accuracy, steps_per_epoch)
-from tfigkd.experiments.fit import fit_resumable
+from tfigkd.config import config_to_dict
+from tfigkd.data import load_splits, make_dataset
+from tfigkd.experiments.common import (classification_compile, evaluate_accuracy,
+                                       steps_per_epoch, training_data)
+from tfigkd.experiments.fit import check_same_recipe, fit_resumable
 from tfigkd.experiments.optim import build_optimizer
-from tfigkd.io import read_json, write_json
-from tfigkd.models import build_model, check_fits_data, count_macs, trainable_params
-
+from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import TEACHER_FILE, TEACHER_METRICS as METRICS_FILE, teacher_path
+from tfigkd.lock import folder_lock
+from tfigkd.models import (build_model, check_fits_data, count_macs, load_model_file,
+                           trainable_params)
+
+log = logging.getLogger(__name__)
 
 
 def train_teacher(cfg, out_dir, splits=None, verbose=None):
@@ -42,43 +45,49 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
     tcfg = cfg.teacher.train
     verbose = tcfg.verbose if verbose is None else verbose
     splits = splits or load_splits(cfg.data)
+    with folder_lock(out_dir):
+        return _train_teacher(cfg, out_dir, splits, verbose, t_start)
+
+
+def teacher_recipe(cfg, splits):
+    """What a teacher depends on: its settings (not verbosity), the data and, if adopted, the file."""
+    d = config_to_dict(cfg.teacher)
+    d["train"].pop("verbose", None)
+    recipe = {"fingerprint": splits.fingerprint, "teacher": d,
+              "input_shape": list(splits.input_shape), "num_classes": splits.num_classes}
+    if cfg.teacher.path and os.path.exists(teacher_path(cfg, None)):
+        recipe["teacher_sha256"] = file_sha256(teacher_path(cfg, None))
+    return recipe
+
+
+def _train_teacher(cfg, out_dir, splits, verbose, t_start):
+    tcfg = cfg.teacher.train
     metrics_path = os.path.join(out_dir, METRICS_FILE)
     model_path = os.path.join(out_dir, TEACHER_FILE)
-    if os.path.exists(metrics_path) and os.path.exists(model_path):
+    recipe = teacher_recipe(cfg, splits)
+    if os.path.exists(metrics_path) and (cfg.teacher.path or os.path.exists(model_path)):
         done = read_json(metrics_path)
-        if done.get("fingerprint") != splits.fingerprint:
-            raise UserError(
-                f"{out_dir} holds a teacher trained on other data (fingerprint "
-                f"{done.get('fingerprint', '?')[:12]} vs {splits.fingerprint[:12]}); "
-                "use another --out folder or delete it.")
-        def recipe(c):
-            c = dict(c)
-            c["train"] = {k: v for k, v in c["train"].items() if k != "verbose"}
-            return c
-
-        old = done.get("config", {}).get("teacher")
-        diff = config_diff(recipe(old), recipe(config_to_dict(cfg.teacher)), "teacher") \
-            if old else ""
-        if diff:
-            raise UserError(f"{out_dir} holds a teacher trained with other settings ({diff}); "
-                            "use another --out folder, or delete it to retrain.")
-        if verbose:
-            print(f"Teacher already trained: {model_path} "
-                  f"(test accuracy {done['test_accuracy']:.4f}); reusing it.")
+        check_same_recipe(done.get("recipe", _legacy_recipe(done)), recipe, out_dir,
+                          "a teacher trained", "use another --out folder, or delete it to retrain")
+        log.info("Teacher already trained: %s (test accuracy %.4f); reusing it.",
+                 done["model_path"], done["test_accuracy"])
         return done
 
     if cfg.teacher.path:
-        return _adopt_teacher(cfg, out_dir, splits, metrics_path, verbose)
+        return _adopt_teacher(cfg, out_dir, splits, metrics_path, recipe)
     keras.utils.set_random_seed(tcfg.seed)
     model = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
                         **cfg.teacher.model.kwargs)
-    train_ds, val_ds, test_ds = datasets_for(splits, tcfg)
-    optimizer = build_optimizer(tcfg.optimizer, tcfg.epochs,
-                                steps_per_epoch(len(splits.train), tcfg.batch_size))
+    common = dict(input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std)
+    val_ds = make_dataset(splits.val, batch_size=tcfg.batch_size, training=False, **common)
+    test_ds = make_dataset(splits.test, batch_size=tcfg.batch_size, training=False, **common)
+    steps = steps_per_epoch(len(splits.train), tcfg.batch_size)
+    optimizer = build_optimizer(tcfg.optimizer, tcfg.epochs, steps)
     classification_compile(model, optimizer)
     state = fit_resumable(
-        model, train_ds, val_ds, epochs=tcfg.epochs,
-        work_dir=os.path.join(out_dir, "work", "teacher"), best_path=model_path,
+        model, training_data(splits, tcfg, tcfg.seed), val_ds, epochs=tcfg.epochs,
+        steps_per_epoch=steps, work_dir=os.path.join(out_dir, "work", "teacher"),
+        best_path=model_path, recipe=recipe, what="teacher",
         tensorboard_dir=os.path.join(out_dir, "logs", "teacher"), verbose=verbose)
 
     best = keras.models.load_model(model_path)
@@ -103,28 +112,36 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
         "class_names": splits.class_names,
         "fingerprint": splits.fingerprint,
         "history": state["history"],
+        "recipe": recipe,
         "config": config_to_dict(cfg),
         "tfigkd_version": tfigkd.__version__,
     }
     write_json(metrics_path, metrics)
-    if verbose:
-        print(f"Teacher: val accuracy {metrics['val_accuracy']:.4f} (epoch "
-              f"{metrics['best_epoch']}), test accuracy {test_acc:.4f}, "
-              f"{metrics['trainable_params']:,} params, {metrics['macs']:,} MACs, "
-              f"{metrics['train_seconds']:.0f} s training.")
+    log.info("Teacher: val accuracy %.4f (epoch %s), test accuracy %.4f, %s params, %s MACs, "
+             "%.0f s training.", metrics["val_accuracy"], metrics["best_epoch"], test_acc,
+             f"{metrics['trainable_params']:,}", f"{metrics['macs']:,}", metrics["train_seconds"])
     return metrics
 
 
-def _adopt_teacher(cfg, out_dir, splits, metrics_path, verbose):
+def _legacy_recipe(done):
+    """The recipe of a teacher_metrics.json written before recipes were recorded (or None)."""
+    old = done.get("config", {}).get("teacher")
+    if old is None:
+        return None
+    old = dict(old, train={k: v for k, v in old["train"].items() if k != "verbose"})
+    return {"fingerprint": done.get("fingerprint"), "teacher": old,
+            "input_shape": done.get("input_shape"), "num_classes": len(done.get("class_names", []))}
+
+
+def _adopt_teacher(cfg, out_dir, splits, metrics_path, recipe):
     """Uses the trained teacher at ``teacher.path``: checks and evaluates it, trains nothing."""
     path = teacher_path(cfg, out_dir)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"teacher.path {path} does not exist; point it at a trained "
-                                "teacher .keras or remove it to train one.")
-    model = keras.models.load_model(path)
+    model = load_model_file(path, "teacher.path")
     check_fits_data(model, splits, f"Teacher {path}")
     tcfg = cfg.teacher.train
-    _, val_ds, test_ds = datasets_for(splits, tcfg)
+    val_ds, test_ds = (make_dataset(getattr(splits, k), batch_size=tcfg.batch_size, training=False,
+                                    input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std)
+                       for k in ("val", "test"))
     metrics = {
         "model": cfg.teacher.model.name, "model_path": path, "adopted": True,
         "val_accuracy": evaluate_accuracy(model, val_ds),
@@ -134,10 +151,9 @@ def _adopt_teacher(cfg, out_dir, splits, metrics_path, verbose):
         "dataset": splits.name, "sizes": splits.sizes(), "input_shape": list(splits.input_shape),
         "input_norm": tcfg.input_norm, "mean": list(splits.mean), "std": list(splits.std),
         "class_names": splits.class_names, "fingerprint": splits.fingerprint, "history": {},
-        "config": config_to_dict(cfg), "tfigkd_version": tfigkd.__version__,
+        "recipe": recipe, "config": config_to_dict(cfg), "tfigkd_version": tfigkd.__version__,
     }
     write_json(metrics_path, metrics)
-    if verbose:
-        print(f"Teacher {path} (not retrained): val accuracy {metrics['val_accuracy']:.4f}, "
-              f"test accuracy {metrics['test_accuracy']:.4f}.")
+    log.info("Teacher %s (not retrained): val accuracy %.4f, test accuracy %.4f.", path,
+             metrics["val_accuracy"], metrics["test_accuracy"])
     return metrics

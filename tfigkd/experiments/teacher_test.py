@@ -2,6 +2,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import pytest
 
 from tfigkd.config import config_from_dict
@@ -50,7 +51,57 @@ def test_tiny_teacher_end_to_end(tmp_path, npz):
     assert train_teacher(cfg, out)["train_seconds"] == saved["train_seconds"]
 
 
-def test_resume_after_kill(tmp_path, npz, monkeypatch):
+def checkpoint_arrays(path):
+    """Every array of a Keras .weights.h5 checkpoint (model and optimiser), by name."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_resume_after_kill_is_exact(tmp_path, npz, monkeypatch):
+    # Dropout in the teacher, augmentation on: every source of randomness is in play.
+    d = tiny_config_dict(npz, epochs=3)
+    d["teacher"]["model"]["kwargs"]["dropout"] = 0.3
+    d["teacher"]["train"]["augment"] = {"crop_pad": 2, "flip": True}
+    cfg = config_from_dict(d)
+    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+    m_whole = train_teacher(cfg, whole)
+    import tfigkd.experiments.fit as fit_mod
+
+    real_fit = fit_mod.fit_resumable
+
+    def killing_fit(*a, **kw):
+        kw["callbacks"] = [_Kill(1)]
+        return real_fit(*a, **kw)
+
+    monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", killing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(cfg, resumed)
+    with open(os.path.join(resumed, "work", "teacher", "state.json")) as f:
+        assert json.load(f)["epoch"] == 1
+    assert not os.path.exists(os.path.join(resumed, "teacher_metrics.json"))
+    monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", real_fit)
+    m = train_teacher(cfg, resumed)
+    assert m["history"]["val_accuracy"] == m_whole["history"]["val_accuracy"]
+    assert m["history"]["loss"] == m_whole["history"]["loss"]
+    assert sorted(os.listdir(os.path.join(resumed, "work", "teacher"))) == [
+        "epoch-0003.weights.h5", "recipe.json", "state.json"]
+    a, b = (checkpoint_arrays(os.path.join(r, "work", "teacher", "epoch-0003.weights.h5"))
+            for r in (whole, resumed))
+    assert a.keys() == b.keys()
+    iterations = [k for k in a if k.startswith("optimizer") and a[k].shape == ()]
+    assert iterations and int(a[iterations[0]]) == int(b[iterations[0]]) == 3 * 8
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_partial_run_with_other_settings_is_refused(tmp_path, npz, monkeypatch):
+    from tfigkd.errors import UserError
+
     cfg = config_from_dict(tiny_config_dict(npz, epochs=3))
     out = str(tmp_path / "run")
     import tfigkd.experiments.fit as fit_mod
@@ -58,21 +109,21 @@ def test_resume_after_kill(tmp_path, npz, monkeypatch):
     real_fit = fit_mod.fit_resumable
 
     def killing_fit(*a, **kw):
-        kw["callbacks"] = [_Kill(2)]
+        kw["callbacks"] = [_Kill(1)]
         return real_fit(*a, **kw)
 
     monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", killing_fit)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(cfg, out)
-    with open(os.path.join(out, "work", "teacher", "state.json")) as f:
-        assert json.load(f)["epoch"] == 2
-    assert not os.path.exists(os.path.join(out, "teacher_metrics.json"))
     monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", real_fit)
-    m = train_teacher(cfg, out)
-    # Epochs 1-2 from the first run, epoch 3 from the resumed one.
-    assert len(m["history"]["val_accuracy"]) == 3
-    assert sorted(os.listdir(os.path.join(out, "work", "teacher"))) == [
-        "epoch-0003.weights.h5", "state.json"]
+    d = tiny_config_dict(npz, epochs=3)
+    d["teacher"]["model"]["kwargs"]["blocks_removed"] = 15
+    state = os.path.join(out, "work", "teacher", "state.json")
+    before = open(state).read()
+    with pytest.raises(UserError, match=r"partial teacher run \(epoch 1 of 3\).*"
+                       r"teacher\.model\.kwargs\.blocks_removed: 16 -> 15"):
+        train_teacher(config_from_dict(d), out)
+    assert open(state).read() == before  # the partial run is untouched
 
 
 def test_other_data_in_same_folder_is_refused(tmp_path, npz):

@@ -22,7 +22,7 @@ from tfigkd.export.flatbuffer import io_details, model_ops
 from tfigkd.export.targets import check_ram, check_static, load_profile, resolve_quant
 from tfigkd.export.tflite import convert, quantize, save_tflite, tflite_predict
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.models import check_fits_data
+from tfigkd.models import check_fits_data, load_model_file
 
 
 def model_input_norm(model_path, cfg=None, override=None):
@@ -101,12 +101,10 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         TargetCheckError: If the model breaks the target's limits.
         MicroError: If TFLite Micro cannot run it.
     """
-    import keras
-
     prof = profile or load_profile(target)
     quant = resolve_quant(prof, quant)
+    model = load_model_file(model_path, "--model")
     norm = model_input_norm(model_path, cfg, input_norm)
-    model = keras.models.load_model(model_path)
     check_fits_data(model, splits, model_path)
     stem = name or os.path.basename(os.path.dirname(os.path.abspath(model_path)))
     if stem in ("", "."):

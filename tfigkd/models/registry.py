@@ -6,6 +6,7 @@ Later modules (and users) add designs with ``@register_model("name")``.
 from __future__ import annotations
 
 import difflib
+import os
 
 from tfigkd.errors import UserError
 from tfigkd.models import mobilenet
@@ -63,3 +64,45 @@ def check_fits_data(model, splits, label="Model"):
     if got != want:
         raise UserError(f"{label} takes {got[0]} inputs and predicts {got[1]} classes, but the "
                         f"data has {want[0]} images and {want[1]} classes: wrong model or config.")
+
+
+def load_model_file(path, what="model"):
+    """Loads a ``.keras`` model file, turning every way a file can be wrong into one clear error.
+
+    Args:
+        path: The file (``~`` is expanded).
+        what: What the file is for, named in messages (e.g. "--model", "teacher.path").
+
+    Returns:
+        The loaded ``keras.Model``.
+
+    Raises:
+        UserError: If the file is missing, a folder, not a ``.keras`` archive,
+            truncated, or uses a layer Keras does not know.
+    """
+    import zipfile
+
+    import keras
+
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    if not os.path.exists(path):
+        raise UserError(f"{what}: {path} does not exist; give the path of a .keras model file.")
+    if os.path.isdir(path):
+        raise UserError(f"{what}: {path} is a folder (a SavedModel?); tfigkd needs a single "
+                        ".keras file: load it and save with model.save('name.keras').")
+    if not path.endswith(".keras"):
+        raise UserError(f"{what}: {path} is not a .keras file; load it with the Keras that made "
+                        "it and save it with model.save('name.keras').")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{what}: {path} is not a valid .keras archive (truncated or damaged); "
+                        "copy it again or re-save the model.")
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # noqa: BLE001 - any failure here is about the file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if "Could not locate" in str(e) or "custom" in str(e).lower():
+            raise UserError(f"{what}: {path} uses a class Keras does not know ({reason}); import "
+                            "the module that registers it (keras.saving."
+                            "register_keras_serializable) before loading.") from None
+        raise UserError(f"{what}: {path} cannot be loaded as a Keras model "
+                        f"({type(e).__name__}: {reason}); copy it again or re-save it.") from None
