@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -23,7 +24,8 @@ def atomic_path(path: str):
     os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
     suffix = base[base.index("."):] if "." in base else ""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    # The writer's PID in the name tells ``remove_stale_temps`` whose it is.
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=folder)
     os.close(fd)
     os.unlink(tmp)  # some writers (h5py, zip) refuse to overwrite
     try:
@@ -33,6 +35,41 @@ def atomic_path(path: str):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temps(folder: str) -> int:
+    """Deletes the ``atomic_path`` temporaries in ``folder`` whose writer is dead.
+
+    A process killed mid-write leaves its temporary behind; it is never read
+    (the rename never happened), only tidied here. Temporaries of live
+    processes (e.g. another IG worker sharing the folder) are left alone.
+
+    Returns:
+        How many files were removed.
+    """
+    removed = 0
+    for tmp in glob.glob(os.path.join(folder, ".tmp-*")):
+        pid = os.path.basename(tmp).split("-")[1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        try:
+            os.unlink(tmp)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def write_json(path: str, data) -> None:

@@ -69,18 +69,18 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
     """
     splits = splits or load_splits(cfg.data)
     store = os.path.join(out_dir, STORE_DIR)
-    tpath = teacher_path(cfg, out_dir)
-    if not os.path.exists(tpath):
-        raise UserError(f"Teacher {tpath} not found; run `tfigkd train-teacher` with the same "
-                        "--out first, or set teacher.path.")
-    thash = file_sha256(tpath)
-    settings = ig_settings(cfg.ig)
-    keys = dict(fingerprint=splits.fingerprint, teacher_hash=thash, settings=settings)
     # A whole-store job locks the run folder; --shard i/N workers lock only
     # their own part, so several can share one store.
     lock = (folder_lock(out_dir) if shard[1] == 1 or verify_only else
             folder_lock(store, f".tfigkd-ig-worker-{shard[0]}-of-{shard[1]}.lock"))
     with lock:
+        tpath = teacher_path(cfg, out_dir)
+        if not os.path.exists(tpath):
+            raise UserError(f"Teacher {tpath} not found; run `tfigkd train-teacher` with the "
+                            "same --out first, or set teacher.path.")
+        thash = file_sha256(tpath)
+        settings = ig_settings(cfg.ig)
+        keys = dict(fingerprint=splits.fingerprint, teacher_hash=thash, settings=settings)
         if verify_only:
             return verify_store(store, splits.train, shard_size=cfg.ig.shard_size, **keys)
         mpath = os.path.join(store, MANIFEST)

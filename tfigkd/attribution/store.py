@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tfigkd.errors import UserError
 from tfigkd.faults import fault_point
-from tfigkd.io import atomic_path, file_sha256, read_json, write_json
+from tfigkd.io import atomic_path, file_sha256, read_json, remove_stale_temps, write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -109,6 +109,7 @@ def write_store(store_dir, subset, compute_fn, *, fingerprint, teacher_hash, set
             another teacher or other settings.
     """
     os.makedirs(store_dir, exist_ok=True)
+    remove_stale_temps(store_dir)
     order = np.argsort(subset.index, kind="stable")
     shards = plan_shards(len(order), shard_size)
     n = len(shards)

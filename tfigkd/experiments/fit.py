@@ -8,7 +8,6 @@ epoch whose state.json was written; a half-written checkpoint is never read.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import time
@@ -20,7 +19,7 @@ import keras
 from tfigkd.config import config_diff
 from tfigkd.errors import UserError
 from tfigkd.faults import fault_point
-from tfigkd.io import atomic_path, read_json, write_json
+from tfigkd.io import atomic_path, read_json, remove_stale_temps, write_json
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +173,9 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
         # Recorded before the first epoch, so even a run killed in epoch 1
         # cannot later be resumed under other settings.
         write_json(recipe_path, recipe)
-    # Stale temporaries from a kill mid-write are never read; tidy them. Safe
-    # because the caller holds the folder's lock (one writer per folder).
-    for tmp in glob.glob(os.path.join(work_dir, ".tmp-*")):
-        os.unlink(tmp)
+    # Temporaries left by a kill mid-write are never read; tidy them.
+    for folder in {work_dir, os.path.dirname(os.path.abspath(best_path))}:
+        remove_stale_temps(folder)
     if state["epoch"] < epochs:
         cbs = [_EpochState(work_dir, state, monitor,
                            lambda m: save_best(m, best_path), state["train_seconds"])]

@@ -1,0 +1,53 @@
+"""Helpers for the cross-module tests: tiny configs and the CLI in a fresh process."""
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_run_config(npz_path, **changes):
+    """A config dict for a whole ``tfigkd run`` in seconds: 2-block teacher, IG, two modes."""
+    cfg = {
+        "name": "faults",
+        "data": {"source": "numpy", "path": str(npz_path), "val_fraction": 0.25},
+        "teacher": {
+            "model": {"name": "truncated_student", "kwargs": {"blocks_removed": 16,
+                                                              "dropout": 0.2}},
+            "train": {"epochs": 3, "batch_size": 16, "verbose": 0,
+                      "augment": {"crop_pad": 1, "flip": True},
+                      "optimizer": {"name": "adam", "lr": 0.01, "schedule": "constant"}},
+        },
+        "ig": {"n_steps": 8, "shard_size": 40, "batch_size": 16, "internal_batch_size": 64},
+        "student": {"model": {"name": "truncated_student", "kwargs": {"blocks_removed": 16}},
+                    "modes": ["student", "kd_ig"], "p": 0.5,
+                    "train": {"epochs": 2, "batch_size": 16, "verbose": 0,
+                              "augment": {"crop_pad": 1, "flip": True}}},
+        "export": {"int8": False},
+    }
+    for key, value in changes.items():
+        node = cfg
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return cfg
+
+
+def write_config(path, data):
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    return str(path)
+
+
+def tfigkd_subprocess(*args, fault=None, timeout=300):
+    """Runs the CLI in a fresh process (optionally with a planted SIGKILL); returns the result."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env.pop("TFIGKD_FAULT", None)
+    if fault:
+        env["TFIGKD_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "tfigkd.cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
