@@ -17,6 +17,34 @@ def _quiet_tf(verbose):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
 
 
+def _import_tf_quietly():
+    """Imports TensorFlow with the process's stderr parked, then restores it.
+
+    TensorFlow 2.21 logs through absl before its log level applies, so
+    TF_CPP_MIN_LOG_LEVEL alone does not stop the oneDNN notices and the
+    "failed call to cuInit" error on machines without a GPU. The parked
+    output is shown if the import fails.
+    """
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device probing (cuInit) logs here
+        except BaseException:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _setup_logging(verbose):
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s")
@@ -248,6 +276,9 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not args.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL") in (None, "3") \
+            and "tensorflow" not in sys.modules:
+        _import_tf_quietly()
     try:
         args.func(args)
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
