@@ -45,7 +45,8 @@ def write_config(path, data):
 
 def tfigkd_subprocess(*args, fault=None, timeout=300):
     """Runs the CLI in a fresh process (optionally with a planted SIGKILL); returns the result."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user would have it
     env.pop("TFIGKD_FAULT", None)
     if fault:
         env["TFIGKD_FAULT"] = fault

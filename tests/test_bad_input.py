@@ -470,3 +470,15 @@ def test_finished_teacher_with_other_data(run_copy, tiny_yaml, capsys):
     expect_error(capsys, ["train-teacher", "--config", tiny_yaml, "--out", run_copy,
                           "--set", "data.seed=3"], "on other data")
     assert snapshot(run_copy) == before
+
+
+def test_fresh_process_prints_only_the_error_line(tmp_path):
+    """In a real shell: exit 2 and nothing on stderr but the error (no TensorFlow chatter)."""
+    from helpers import tfigkd_subprocess
+
+    bad = _cfg(tmp_path, "name: x\ndata: {source: numpy, path: /nonexistent.npz}\n")
+    result = tfigkd_subprocess("check-config", "--config", bad)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"tfigkd: error: Invalid config {bad}: data.path: '/nonexistent.npz' does not exist; "
+        "point it to an .npz file with x_train, y_train, x_test, y_test."]

@@ -12,8 +12,8 @@ from tfigkd.errors import UserError
 
 def _quiet_tf(verbose):
     # TensorFlow's C++ start-up chatter (oneDNN notices, "failed call to
-    # cuInit" on CPU machines) drowns the useful output; a user's own
-    # TF_CPP_MIN_LOG_LEVEL or --verbose brings it back.
+    # cuInit" on CPU machines) drowns the useful output; --verbose or
+    # TF_CPP_MIN_LOG_LEVEL=0 brings it back.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
 
 
@@ -276,7 +276,7 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if not args.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL") in (None, "3") \
+    if not args.verbose and os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0" \
             and "tensorflow" not in sys.modules:
         _import_tf_quietly()
     try:

@@ -81,7 +81,7 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    """A training recipe (METHOD.md sections 1 and 2)."""
+    """A training recipe (docs/method.md sections 1 and 2)."""
     epochs: int = field(default=100, metadata=_range(1, None))
     batch_size: int = field(default=256, metadata=_range(1, None))
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -102,7 +102,7 @@ class TeacherConfig:
 
 @dataclass
 class IGConfig:
-    """Integrated Gradients of the teacher (METHOD.md section 3)."""
+    """Integrated Gradients of the teacher (docs/method.md section 3)."""
     n_steps: int = field(default=128, metadata=_range(1, None))
     method: str = field(default="gausslegendre", metadata=_choices(
         "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid"))
@@ -125,7 +125,7 @@ def _student_train():
 
 @dataclass
 class StudentConfig:
-    """Student training and the ablation modes (METHOD.md sections 2, 4-6)."""
+    """Student training and the ablation modes (docs/method.md sections 2, 4-6)."""
     model: ModelConfig = field(default_factory=lambda: ModelConfig(
         "truncated_student", {"blocks_removed": 5}))
     train: TrainConfig = field(default_factory=_student_train)

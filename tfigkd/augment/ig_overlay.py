@@ -1,4 +1,4 @@
-"""IG overlay augmentation (METHOD.md section 4), vectorised over a batch.
+"""IG overlay augmentation (docs/method.md section 4), vectorised over a batch.
 
 For each training image, after its crop and flip:
   1. s ~ exp(U(ln lo, ln hi)); map <- map ** s

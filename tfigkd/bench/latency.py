@@ -1,6 +1,6 @@
 """``tfigkd bench``: honest LiteRT latency, side by side.
 
-The authors timed one forward pass of one image with no warm-up (METHOD.md
+The authors timed one forward pass of one image with no warm-up (docs/method.md
 section 8). Here every (model, batch, threads) case gets its own interpreter,
 is warmed up, then timed in interleaved rounds, so all cases see the same
 machine state; we report the median, p90 and spread of per-invoke times.

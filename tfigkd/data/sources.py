@@ -18,7 +18,7 @@ FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
 _FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-# Per-dataset normalisation constants (METHOD.md section 1 for CIFAR-10).
+# Per-dataset normalisation constants (docs/method.md section 1 for CIFAR-10).
 KNOWN_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
     "fashion_mnist": ((0.2860,), (0.3530,)),

@@ -7,7 +7,7 @@ loss = alpha * T^2 * KL(teacher || student at temperature T)
 Keras 3's ``keras.distillation.Distiller`` weights the student loss with
 ``student_loss_weight`` and needs teacher and student to share input
 preprocessing; here the teacher takes dataset-normalised inputs and the
-student [0, 1] inputs (METHOD.md sections 1-2), the paper's alpha convention
+student [0, 1] inputs (docs/method.md sections 1-2), the paper's alpha convention
 is kept, and the teacher can be replaced by cached logits, so this is a
 small TF-backend subclass with an explicit ``train_step``.
 """

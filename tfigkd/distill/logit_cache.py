@@ -2,7 +2,7 @@
 fingerprinted, and refused when they belong to other data or another teacher.
 
 The authors saved teacher outputs in a shuffled, augmented loader order and
-read them back by position (METHOD.md section 8). Here every row carries the
+read them back by position (docs/method.md section 8). Here every row carries the
 example's index, the file records the data fingerprint and the teacher's
 SHA-256, and ``load_logits`` joins by index, so a row can never reach the
 wrong image.

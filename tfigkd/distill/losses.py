@@ -1,4 +1,4 @@
-"""The distillation losses of METHOD.md section 5."""
+"""The distillation losses of docs/method.md section 5."""
 
 from __future__ import annotations
 

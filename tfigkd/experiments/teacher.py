@@ -1,4 +1,4 @@
-"""Teacher training (docs/method.md, "The teacher"): ``tfigkd train-teacher``."""
+"""Teacher training (docs/method.md section 1): ``tfigkd train-teacher``."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def test_nested_models_are_counted():
 
 
 def test_teacher_and_paper_student_macs():
-    # METHOD.md section 8: about 88 M for the teacher vs 59 M for the 4.1x student.
+    # docs/method.md section 2: about 88 M for the teacher vs 59 M for the 4.1x student.
     assert count_macs(mobilenet_v2_cifar()) == 87_976_448
     assert count_macs(truncated_student(5)) == 58_696_640
 

@@ -1,4 +1,4 @@
-"""MobileNetV2, CIFAR variant (METHOD.md section 1), and its truncated students.
+"""MobileNetV2, CIFAR variant (docs/method.md section 1), and its truncated students.
 
 The network is described as a flat list of *feature blocks* (stem, 17
 inverted-residual blocks, final 1x1 conv: 19 in all) so that a student is
@@ -124,7 +124,7 @@ def truncated_student(blocks_removed, input_shape=(32, 32, 3), num_classes=10,
     """Builds a student: the teacher with its last ``blocks_removed`` features cut.
 
     The student keeps the first ``19 - blocks_removed`` feature blocks at full
-    width, then global average pooling and a dense classifier (METHOD.md
+    width, then global average pooling and a dense classifier (docs/method.md
     section 2). ``blocks_removed=5`` is the paper's 4.12x student.
 
     Args:

@@ -4,7 +4,7 @@ from tfigkd.models import (NUM_FEATURES, build_model, compression_factor,
                            feature_channels, mobilenet_v2_cifar, trainable_params,
                            truncated_student)
 
-# METHOD.md section 2: k -> (trainable params, last channels, CF to 2 decimals).
+# docs/method.md section 2: k -> (trainable params, last channels, CF to 2 decimals).
 PAPER_TABLE = {
     3: (1_019_402, 160, 2.19), 5: (543_498, 96, 4.12), 7: (306_954, 96, 7.29),
     9: (185_738, 64, 12.04), 11: (77_194, 64, 28.98), 13: (40_970, 32, 54.59),
