@@ -84,7 +84,15 @@ CONFIG_CASES = {
                           ["data.path: '/nonexistent/toy.npz' does not exist"]),
     "missing_teacher_path": (None, ["teacher.path=/nonexistent/t.keras"], ["teacher.path"]),
     "at_layer_missing": (None, ["student.modes=[at]", "student.at_layers=[[features_9, features_9]]"],
-                         ["student.at_layers", "no layer 'features_9'"]),
+                         ["student.at_layers", "no feature block 'features_9'", "Valid pairs"]),
+    "at_size_mismatch": (None, ["student.modes=[at]", "student.model.name=resnet8",
+                                "student.model.kwargs={}",
+                                "student.at_layers=[[features_2, features_1]]"],
+                         ["'features_2' is 6x6 but 'features_1' is 12x12",
+                          "Valid pairs: [features_0, features_0]"]),
+    "at_no_common_size": (None, ["student.modes=[kd_at]", "student.model.name=ds_cnn",
+                                 "student.model.kwargs={}", "student.at_pairing=auto"],
+                          ["no student block has the spatial size", "KD works across"]),
 }
 
 

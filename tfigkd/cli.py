@@ -161,6 +161,30 @@ def cmd_summary(args):
     print(format_summary(rows))
 
 
+def cmd_students(args):
+    from tfigkd.bench.students import format_table, student_table
+    from tfigkd.io import write_json
+
+    shape = tuple(args.input_shape)
+    if min(shape) < 1 or args.classes < 2:
+        raise UserError("--input-shape needs three positive sizes and --classes at least 2.")
+    rows = student_table(shape, args.classes, designs=args.designs, target=args.target,
+                         max_macs=args.max_macs, max_latency_ms=args.max_latency_ms,
+                         runs=args.runs, micro=not args.no_micro, keep_dir=args.out)
+    table = format_table(rows)
+    print(table)
+    if len(rows) == 1:
+        print("No design passes the filters; relax --max-macs / --max-latency-ms or the target.")
+    if args.out:
+        from tfigkd.experiments.common import machine_info
+
+        write_json(os.path.join(args.out, "students.json"),
+                   {"input_shape": list(shape), "classes": args.classes, "target": args.target,
+                    "rows": rows, "machine": machine_info()})
+        with open(os.path.join(args.out, "students.md"), "w") as f:
+            f.write(table + "\n")
+
+
 def cmd_check_config(args):
     from tfigkd.experiments.check import check_buildable
 
@@ -255,6 +279,22 @@ def build_parser():
     p.add_argument("--blocks-removed", type=int, nargs="*", default=[3, 5, 7, 9, 11, 13, 15, 17])
     p.add_argument("--model", help="a registered model name instead of the students")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("students", help="measured cost of every student design vs the teacher "
+                                        "(params, MACs, int8 size, TFLM arena, LiteRT latency)")
+    p.add_argument("--input-shape", type=int, nargs=3, default=[28, 28, 1], metavar=("H", "W", "C"))
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--designs", nargs="+", metavar="NAME",
+                   help="presets or registered models (default: every preset)")
+    p.add_argument("--target", help="keep designs that fit this target: mcu, coral, phone or a "
+                                    "profile .yaml (flash, RAM, ops)")
+    p.add_argument("--max-macs", type=float, help="keep designs with at most this many MACs")
+    p.add_argument("--max-latency-ms", type=float,
+                   help="keep designs whose int8 median latency (batch 1, 1 thread) is at most this")
+    p.add_argument("--runs", type=int, default=300, help="timed invokes per file")
+    p.add_argument("--no-micro", action="store_true", help="skip the TFLite Micro arena")
+    p.add_argument("--out", help="folder for students.json, students.md and the .tflite files")
+    p.set_defaults(func=cmd_students)
 
     p = sub.add_parser("check-config", help="validate a config file and exit")
     _add_config(p)

@@ -135,6 +135,9 @@ class StudentConfig:
     temperature: float = field(default=2.5, metadata=_range(1e-6, None))
     gamma: float = field(default=0.8, metadata=_range(0.0, None))
     at_layers: list[list[str]] = field(default_factory=lambda: [["features_9", "features_9"]])
+    # manual: use at_layers as given (checked before training); auto: pair the
+    # deepest student and teacher blocks of each spatial size they share.
+    at_pairing: str = field(default="manual", metadata=_choices("manual", "auto"))
     p: float = field(default=0.1, metadata=_range(0.0, 1.0))
     exponent_range: list[float] = field(default_factory=lambda: [1.0, 2.0])
     overlay_weight: float = field(default=0.5, metadata=_range(0.0, 1.0))

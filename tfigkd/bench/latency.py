@@ -127,3 +127,69 @@ def plot_latency(rows, path):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def litert_benchmark(path, threads=1, runs=200, warmup=20, timeout=300):
+    """Times ``path`` with the official ``litert-benchmark`` tool (from ``ai-edge-litert``).
+
+    A cross-check of our interleaved timing by another harness: same file,
+    batch 1, CPU. The tool rounds to 0.01 ms, so very small models report
+    its resolution rather than their latency.
+
+    Args:
+        path: A ``.tflite`` file.
+        threads: CPU threads.
+        runs, warmup: Timed and untimed invokes.
+        timeout: Seconds before giving up.
+
+    Returns:
+        ``{"median_ms", "avg_ms", "p95_ms", "min_ms", "init_ms", "runs"}``, or
+        None when the tool is not installed (or fails; the reason is logged).
+    """
+    import json
+    import logging
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    exe = shutil.which("litert-benchmark") or os.path.join(os.path.dirname(sys.executable),
+                                                           "litert-benchmark")
+    if not os.path.exists(exe):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        try:
+            proc = subprocess.run([exe, "--model", os.path.abspath(path), "--use_cpu",
+                                   "--num_threads", str(threads), "--num_runs", str(runs),
+                                   "--warmup_runs", str(warmup), "--result_json", out],
+                                  capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            logging.getLogger(__name__).warning("litert-benchmark failed on %s: %s", path, e)
+            return None
+        if proc.returncode != 0 or not os.path.exists(out):
+            logging.getLogger(__name__).warning("litert-benchmark failed on %s: %s", path,
+                                                (proc.stderr or proc.stdout).strip()[-300:])
+            return None
+        with open(out) as f:
+            lat = json.load(f)["latency"]
+    return {"median_ms": lat["median_ms"], "avg_ms": lat["avg_ms"], "p95_ms": lat["p95_ms"],
+            "min_ms": lat["min_ms"], "init_ms": lat["init_ms"], "runs": lat["num_runs"],
+            "resolution_ms": 0.01}
+
+
+def compare_with_litert_benchmark(ours_ms, theirs, tolerance=2.0):
+    """Flags a disagreement between our median and ``litert-benchmark``'s.
+
+    Returns:
+        ``"agree"``, ``"below resolution"`` (their figure is within two steps
+        of their 0.01 ms rounding), or ``"disagree"`` when the two medians differ by more
+        than ``tolerance`` times.
+    """
+    if theirs is None:
+        return None
+    t = theirs["median_ms"]
+    if t <= 2 * theirs["resolution_ms"]:
+        return "below resolution"
+    ratio = max(t, ours_ms) / max(min(t, ours_ms), 1e-9)
+    return "agree" if ratio <= tolerance else "disagree"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from tfigkd.data import load_splits
+from tfigkd.distill.pairing import resolve_pairs
 from tfigkd.errors import UserError
 from tfigkd.experiments.student import mode_weights
 from tfigkd.layout import teacher_path
@@ -38,13 +39,7 @@ def check_buildable(cfg, splits=None):
         teacher = _build(cfg.teacher.model, shape, classes, "teacher.model")
     student = _build(cfg.student.model, shape, classes, "student.model")
     if any(mode_weights(m, cfg.student)[2] > 0 for m in cfg.student.modes):
-        for s_name, t_name in cfg.student.at_layers:
-            s_shape = _layer_shape(student, s_name, "student")
-            t_shape = _layer_shape(teacher, t_name, "teacher")
-            if s_shape[:2] != t_shape[:2]:
-                raise UserError(f"student.at_layers: {s_name!r} is {s_shape[0]}x{s_shape[1]} but "
-                                f"{t_name!r} is {t_shape[0]}x{t_shape[1]}; attention transfer "
-                                "pairs blocks of equal spatial size.")
+        resolve_pairs(student, teacher, cfg.student.at_layers, cfg.student.at_pairing)
     keras.backend.clear_session()
     return (f"{splits.name} {splits.sizes()} {'x'.join(map(str, shape))}, {classes} classes; "
             f"teacher {trainable_params(teacher):,} params, student {cfg.student.model.name} "
@@ -59,12 +54,3 @@ def _build(model_cfg, shape, classes, key):
     except ValueError as e:  # a kwarg of the right type but an impossible value
         raise UserError(f"{key}: {model_cfg.name} cannot be built with {model_cfg.kwargs} for "
                         f"{shape} inputs ({e}).") from None
-
-
-def _layer_shape(model, name, who):
-    try:
-        return tuple(model.get_layer(name).output.shape[1:])
-    except ValueError:
-        names = [layer.name for layer in model.layers if layer.name.startswith("features")]
-        raise UserError(f"student.at_layers: the {who} has no layer {name!r}; its feature "
-                        f"blocks are {', '.join(names) or 'unnamed'}.") from None

@@ -12,6 +12,7 @@ from tfigkd.augment import overlay_transform
 from tfigkd.config import config_to_dict
 from tfigkd.data import make_dataset
 from tfigkd.distill import Distiller
+from tfigkd.distill.pairing import resolve_pairs
 from tfigkd.errors import UserError
 from tfigkd.experiments.common import evaluate_accuracy, steps_per_epoch, training_data
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
@@ -69,7 +70,8 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
     distiller = Distiller(
         student, teacher if (alpha > 0 and not use_cache) or gamma > 0 else None,
         alpha=alpha, temperature=scfg.temperature, gamma=gamma,
-        at_layers=[tuple(pr) for pr in scfg.at_layers] if gamma > 0 else (),
+        at_layers=(resolve_pairs(student, teacher, scfg.at_layers, scfg.at_pairing)
+                   if gamma > 0 and teacher is not None else ()),
         teacher_mean=splits.mean if dataset_norm else None,
         teacher_std=splits.std if dataset_norm else None,
         cached_logits=cached if (use_cache and alpha > 0) else None,

@@ -9,7 +9,7 @@ import difflib
 import os
 
 from tfigkd.errors import UserError
-from tfigkd.models import mobilenet
+from tfigkd.models import compact, mobilenet
 
 _REGISTRY = {}
 
@@ -55,6 +55,9 @@ def build_model(name, input_shape, num_classes, **kwargs):
 
 register_model("mobilenet_v2_cifar")(mobilenet.mobilenet_v2_cifar)
 register_model("truncated_student")(mobilenet.truncated_student)
+register_model("mobilenet_v2")(compact.mobilenet_v2)
+register_model("resnet8")(compact.resnet8)
+register_model("ds_cnn")(compact.ds_cnn)
 
 
 def check_fits_data(model, splits, label="Model"):
