@@ -30,6 +30,12 @@ def test_rows_and_speedups_are_consistent(trained_tiny, tmp_path):
     assert saved["runs"] == 6 and len(saved["rows"]) == 8
     assert os.path.getsize(tmp_path / "latency.png") > 1000
     assert "| teacher | int8 |" in open(tmp_path / "bench.md").read()
+    # The official tool ran on the batch-1, 1-thread files and its figure sits beside ours.
+    crossed = [x for x in rows if x["batch"] == 1]
+    assert all(x["litert_benchmark"]["runs"] >= 6 for x in crossed)
+    assert all(x["litert_benchmark_check"] in ("agree", "below resolution", "disagree")
+               for x in crossed)
+    assert "litert-benchmark median ms" in open(tmp_path / "bench.md").read()
 
 
 def test_speedups_need_a_teacher_row():
@@ -49,3 +55,21 @@ def test_all_cores_thread_setting(trained_tiny, tmp_path):
     rows = benchmark_tflite([{"name": "m", "path": p}], batches=(2,), threads=(None,), runs=3,
                             warmup=0, rounds=3, progress=False)
     assert rows[0]["threads"] == os.cpu_count() and rows[0]["runs"] == 3
+
+
+def test_litert_benchmark_wrapper_times_a_tiny_model(trained_tiny, tmp_path):
+    import keras
+
+    from tfigkd.bench.latency import compare_with_litert_benchmark, litert_benchmark
+    from tfigkd.export.tflite import convert, save_tflite
+
+    _, _, path = trained_tiny
+    p = str(tmp_path / "m.tflite")
+    save_tflite(convert(keras.models.load_model(path), "fp32"), p)
+    got = litert_benchmark(p, threads=1, runs=50, warmup=5)
+    assert got["runs"] == 50 and 0 < got["min_ms"] <= got["median_ms"] <= got["p95_ms"] + 0.01
+    assert compare_with_litert_benchmark(got["median_ms"], got) in ("agree", "below resolution")
+    slow = dict(got, median_ms=10.0)
+    assert compare_with_litert_benchmark(1.0, slow) == "disagree"
+    assert compare_with_litert_benchmark(9.0, slow) == "agree"
+    assert litert_benchmark(str(tmp_path / "missing.tflite")) is None

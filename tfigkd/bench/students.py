@@ -43,7 +43,7 @@ def _designs(names):
 def student_table(input_shape, num_classes, designs=None, target=None, max_macs=None,
                   max_latency_ms=None, runs=300, warmup=30, micro=True, keep_dir=None,
                   progress=False):
-    """Measures every design against the teacher.
+    """Measures every design against the teacher and keeps those that pass the filters.
 
     Args:
         input_shape: (H, W, C).
@@ -60,22 +60,30 @@ def student_table(input_shape, num_classes, designs=None, target=None, max_macs=
         progress: Log each timing round.
 
     Returns:
+        Rows (teacher first), see ``measure_designs``, filtered by ``filter_rows``.
+    """
+    rows = measure_designs(input_shape, num_classes, designs, runs=runs, warmup=warmup,
+                           micro=micro, keep_dir=keep_dir, progress=progress)
+    return filter_rows(rows, target=target, max_macs=max_macs, max_latency_ms=max_latency_ms)
+
+
+def measure_designs(input_shape, num_classes, designs=None, runs=300, warmup=30, micro=True,
+                    keep_dir=None, progress=False):
+    """Builds, converts and times every design and the teacher in one interleaved run.
+
+    Returns:
         Rows (teacher first), each with ``name``, ``model``, ``kwargs``,
-        ``params``, ``macs``, ``int8_bytes``, ``arena_bytes``, ``fp32_ms``,
-        ``int8_ms`` (medians), ``fp32_p90_ms``, ``int8_p90_ms``,
+        ``params``, ``macs``, ``int8_bytes``, ``int8_path``, ``arena_bytes``,
+        ``fp32_ms``, ``int8_ms`` (medians), ``fp32_p90_ms``, ``int8_p90_ms``,
         ``speedup_fp32`` (teacher fp32 / design fp32), ``speedup_int8``
-        (teacher int8 / design int8), ``speedup_int8_vs_teacher_fp32``, and
-        ``fits`` (None without a target, else True/False with ``why``).
+        (teacher int8 / design int8) and ``speedup_int8_vs_teacher_fp32``.
     """
     from tfigkd.bench.latency import benchmark_tflite
-    from tfigkd.export.flatbuffer import io_details, model_ops
-    from tfigkd.export.targets import TargetCheckError, check_ram, check_static, load_profile
     from tfigkd.export.tflite import convert
     from tfigkd.models import build_model, count_macs, trainable_params
 
     import keras
 
-    profile = load_profile(target) if target else None
     todo = {"teacher": TEACHER, **_designs(designs)}
     rng = np.random.default_rng(0)
     calib = rng.random((32, *input_shape)).astype(np.float32)
@@ -94,28 +102,39 @@ def student_table(input_shape, num_classes, designs=None, target=None, max_macs=
             with open(path, "wb") as f:
                 f.write(data)
             files.append({"path": path, "name": name, "quant": quant})
-            if quant == "int8":
-                row["int8_bytes"] = len(data)
-                row["arena_bytes"] = _arena(data, micro)
-                row["fits"], row["why"] = _fits(profile, data, row["arena_bytes"],
-                                                model_ops, io_details, check_static, check_ram,
-                                                TargetCheckError)
+        row.update(int8_bytes=len(data), int8_path=path, arena_bytes=_arena(data, micro))
         rows.append(row)
         keras.backend.clear_session()
     timed = benchmark_tflite(files, batches=(1,), threads=(1,), runs=runs, warmup=warmup,
                              progress=progress)
     by = {(t["name"], t["quant"]): t for t in timed}
-    teacher = rows[0]
     for row in rows:
         for quant in ("fp32", "int8"):
             t = by[(row["name"], quant)]
             row[f"{quant}_ms"], row[f"{quant}_p90_ms"] = t["median_ms"], t["p90_ms"]
+    teacher = rows[0]
     for row in rows:
         row["speedup_fp32"] = teacher["fp32_ms"] / row["fp32_ms"]
         row["speedup_int8"] = teacher["int8_ms"] / row["int8_ms"]
         row["speedup_int8_vs_teacher_fp32"] = teacher["fp32_ms"] / row["int8_ms"]
+    return rows
+
+
+def filter_rows(rows, target=None, max_macs=None, max_latency_ms=None):
+    """Keeps the teacher row and the designs within the budgets.
+
+    With a ``target``, every row gets ``fits`` (bool) and ``why`` (the first
+    reason it does not fit, else None).
+    """
+    from tfigkd.export.targets import load_profile
+
+    profile = load_profile(target) if target else None
     keep = [rows[0]]
-    for row in rows[1:]:
+    for row in rows:
+        if profile is not None:
+            row["fits"], row["why"] = _fits(profile, row)
+        if row is rows[0]:
+            continue
         if max_macs is not None and row["macs"] > max_macs:
             continue
         if max_latency_ms is not None and row["int8_ms"] > max_latency_ms:
@@ -140,16 +159,19 @@ def _arena(data, micro):
         return None
 
 
-def _fits(profile, data, arena, model_ops, io_details, check_static, check_ram, error):
-    if profile is None:
-        return None, None
+def _fits(profile, row):
+    from tfigkd.export.flatbuffer import io_details, model_ops
+    from tfigkd.export.targets import TargetCheckError, check_ram, check_static
+
+    with open(row["int8_path"], "rb") as f:
+        data = f.read()
     try:
         check_static(profile, model_ops(data), io_details(data), len(data))
         if profile.target == "mcu":
-            if arena is None:
+            if row["arena_bytes"] is None:
                 return False, "arena not measured (install tflite-micro)"
-            check_ram(profile, arena)
-    except error as e:
+            check_ram(profile, row["arena_bytes"])
+    except TargetCheckError as e:
         return False, str(e).splitlines()[-1].lstrip("- ")
     return True, None
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import numpy as np
 
 import tfigkd
-from tfigkd.bench.latency import benchmark_tflite, plot_latency, speedups
+from tfigkd.bench.latency import (benchmark_tflite, compare_with_litert_benchmark,
+                                  litert_benchmark, plot_latency, speedups)
 from tfigkd.io import read_json, write_json
+
+log = logging.getLogger(__name__)
 
 
 def _convert_all(entries, quants, splits, out_dir, calibration_images, check_images, verbose,
@@ -81,6 +85,16 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
     t0 = time.time()
     rows = benchmark_tflite(models, batches=batches, threads=threads, runs=runs, warmup=warmup,
                             progress=verbose)
+    # Cross-check at batch 1 on 1 thread with the official tool, on the same files.
+    for r in rows:
+        if r["batch"] == 1 and r["threads"] == 1:
+            theirs = litert_benchmark(r["path"], threads=1, runs=max(runs, 100), warmup=warmup)
+            r["litert_benchmark"] = theirs
+            r["litert_benchmark_check"] = compare_with_litert_benchmark(r["median_ms"], theirs)
+            if r["litert_benchmark_check"] == "disagree":
+                log.warning("%s %s: our median %.3f ms vs litert-benchmark %.3f ms: more than "
+                            "2x apart; the machine may be busy.", r["name"], r["quant"],
+                            r["median_ms"], theirs["median_ms"])
     result = {"tfigkd_version": tfigkd.__version__, "machine": machine_info(),
               "runs": runs, "warmup": warmup, "bench_seconds": time.time() - t0,
               "dataset": splits.name, "rows": rows, "speedups": speedups(rows)}
@@ -92,6 +106,14 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
         lines.append(f"| {r['name']} | {r['quant']} | {r['bytes']:,} | {r['macs']:,} | "
                      f"{r['accuracy']:.4f} | {r['batch']} | {r['threads']} | {r['median_ms']:.3f} | "
                      f"{r['p90_ms']:.3f} | {r['median_ms_per_image']:.3f} |")
+    checked = [r for r in rows if r.get("litert_benchmark")]
+    if checked:
+        lines += ["", "Cross-check with `litert-benchmark` (batch 1, 1 thread, same files):", "",
+                  "| model | quant | ours median ms | litert-benchmark median ms | check |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {r['quant']} | {r['median_ms']:.3f} | "
+                  f"{r['litert_benchmark']['median_ms']:.2f} | {r['litert_benchmark_check']} |"
+                  for r in checked]
     lines += ["", "| student | quant | batch | threads | speed-up vs teacher | MAC ratio |",
               "|---|---|---|---|---|---|"]
     for s in result["speedups"]:

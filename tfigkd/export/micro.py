@@ -22,32 +22,115 @@ def _interpreter(model_bytes, arena_size):
     return runtime.Interpreter.from_bytes(model_bytes, arena_size=int(arena_size))
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    # TFLM prints "Failed to resize buffer" on every failed probe of the bisection.
-    fd = os.dup(2)
+# Probes run in a child process: TFLite Micro (tflite-micro 0.dev, seen here)
+# crashes with SIGSEGV for some arena sizes just below what a model needs,
+# instead of failing the allocation; a crashed probe must not take tfigkd down.
+# The child bisects [lo, hi] and reports each probe as it goes, so a crash
+# costs one restart, not one process per probe.
+_BISECT = """
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+data = open(sys.argv[1], "rb").read()
+sample = np.load(sys.argv[5]) if len(sys.argv) > 5 else None
+lo, hi, step = (int(v) for v in sys.argv[2:5])
+def fits(size):
     try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(fd, 2)
-        os.close(fd)
+        it = runtime.Interpreter.from_bytes(data, arena_size=size)
+        if sample is not None:
+            it.set_input(sample, 0)
+            it.invoke()
+        return True
+    except RuntimeError as e:
+        msg = str(e)
+        if "allocate" in msg.lower() or "arena" in msg.lower():
+            return False
+        sys.stderr.write(msg)
+        sys.exit(3)
+def probe(size):
+    print("probe", size, flush=True)
+    ok = fits(size)
+    print("fits" if ok else "small", size, flush=True)
+    return ok
+if lo == hi:  # a single probe
+    probe(hi)
+    sys.exit(0)
+while hi - lo > step:
+    mid = (lo + hi) // 2 // step * step
+    if probe(mid):
+        hi = mid
+    else:
+        lo = mid
+"""
+
+
+def _bisect(model_path, sample_path, lo, hi, step):
+    """Runs ``_BISECT`` to the end, restarting it after a crash.
+
+    Returns:
+        (lo, hi, results): the final bounds and ``{size: fits}`` of every probe.
+    """
+    import subprocess
+    import sys
+
+    results = {}
+    while True:
+        args = [sys.executable, "-c", _BISECT, model_path, str(lo), str(hi), str(step)]
+        if sample_path:
+            args.append(sample_path)
+        proc = subprocess.run(args, capture_output=True, text=True)
+        pending = None
+        for line in proc.stdout.splitlines():
+            word, size = line.split()
+            size = int(size)
+            if word == "probe":
+                pending = size
+                continue
+            results[size], pending = word == "fits", None
+            if word == "fits":
+                hi = size
+            else:
+                lo = size
+        if proc.returncode == 3:
+            raise MicroError(_explain(RuntimeError(proc.stderr)))
+        if proc.returncode == 0:
+            return lo, hi, results
+        if pending is None:  # died before any probe: not a TFLM allocation crash
+            raise MicroError(f"TFLite Micro's probe process failed (exit {proc.returncode}): "
+                             f"{proc.stderr.strip()[-300:]}")
+        # Crashed while allocating `pending` bytes: that size is too small.
+        results[pending] = False
+        if lo == hi:  # a single probe
+            return lo, hi, results
+        lo = pending
+
+
+@contextlib.contextmanager
+def _probe_files(model_bytes, sample):
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tfigkd-tflm-") as tmp:
+        model_path = os.path.join(tmp, "model.tflite")
+        with open(model_path, "wb") as f:
+            f.write(model_bytes)
+        sample_path = None
+        if sample is not None:
+            sample_path = os.path.join(tmp, "sample.npy")
+            np.save(sample_path, np.asarray(sample))
+        yield model_path, sample_path
+
+
+def _fits(model_path, sample_path, size):
+    return _bisect(model_path, sample_path, size, size, 1)[2][size]
 
 
 def fits_arena(model_bytes, arena_size, sample=None):
-    """True when TFLM allocates (and, with ``sample``, runs) the model in ``arena_size`` bytes."""
-    try:
-        with _quiet_stderr():
-            it = _interpreter(model_bytes, arena_size)
-            if sample is not None:
-                it.set_input(sample, 0)
-                it.invoke()
-        return True
-    except RuntimeError as e:
-        if "allocate" in str(e).lower() or "arena" in str(e).lower():
-            return False
-        raise MicroError(_explain(e)) from e
+    """True when TFLM allocates (and, with ``sample``, runs) the model in ``arena_size`` bytes.
+
+    The probe runs in a child process (see ``_BISECT``).
+    """
+    with _probe_files(model_bytes, sample) as (model_path, sample_path):
+        return _fits(model_path, sample_path, int(arena_size))
 
 
 def _explain(err):
@@ -68,15 +151,11 @@ def smallest_arena(model_bytes, sample=None, lo=1024, hi=16 << 20, granularity=1
     Raises:
         MicroError: If even ``hi`` bytes are not enough, or TFLM rejects the model.
     """
-    if not fits_arena(model_bytes, hi, sample):
-        raise MicroError(f"TFLite Micro cannot run the model even with a {hi:,}-byte arena.")
-    lo = max(granularity, lo // granularity * granularity)
-    while hi - lo > granularity:
-        mid = (lo + hi) // 2 // granularity * granularity
-        if fits_arena(model_bytes, mid, sample):
-            hi = mid
-        else:
-            lo = mid
+    with _probe_files(model_bytes, sample) as (model_path, sample_path):
+        if not _fits(model_path, sample_path, hi):
+            raise MicroError(f"TFLite Micro cannot run the model even with a {hi:,}-byte arena.")
+        lo = max(granularity, lo // granularity * granularity)
+        _, hi, _ = _bisect(model_path, sample_path, lo, hi, granularity)
     return hi
 
 
