@@ -34,6 +34,9 @@ def expect_error(capsys, argv, *needles):
     assert err.rstrip().endswith(lines[0]), err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+    if os.environ.get("TFIGKD_CASE_LOG"):  # collects every message for the release notes
+        with open(os.environ["TFIGKD_CASE_LOG"], "a") as f:
+            f.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}\t{lines[0]}\n")
     return lines[0]
 
 

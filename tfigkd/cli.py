@@ -97,6 +97,30 @@ def cmd_run(args):
         print(f"int8 {s['int8']['path']}: test {s['int8']['test_accuracy']:.4f}")
 
 
+def cmd_ablate(args):
+    from tfigkd.attribution.store import parse_shard_spec
+    from tfigkd.config import load_config
+    from tfigkd.experiments.ablate import ablate
+
+    cfg = load_config(args.config_path, args.set)
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError("--seeds must be at least 1.")
+    if args.subset_fraction is not None and not 0.05 <= args.subset_fraction <= 1.0:
+        raise UserError("--subset-fraction must be in [0.05, 1].")
+    report = ablate(cfg, args.out, seeds=None if args.seeds is None else range(args.seeds),
+                    modes=args.modes, subsets=args.subsets, subset_fraction=args.subset_fraction,
+                    shard=parse_shard_spec(args.shard) if args.shard else (0, 1),
+                    report_only=args.report)
+    print(f"{report['finished']} of {report['units']} units finished; "
+          f"{os.path.join(args.out, 'ablation.md')}")
+    for note in report["notes"]:
+        print(f"note: {note}")
+    for c in report["comparisons"]:
+        if c["metric"] == "test_accuracy":
+            print(f"{c['a']:>12} - {c['b']:<8} n={c['n']:<3} diff {c['mean_diff']:+.4f} "
+                  f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  Holm p {c['holm_p']:.3g}")
+
+
 def cmd_export(args):
     from tfigkd.data import load_splits
     from tfigkd.export.exporter import export_model
@@ -221,6 +245,19 @@ def build_parser():
     p.add_argument("--out", required=True, help="output folder (re-run to resume)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ablate", help="modes x paired seeds (x Monte Carlo subsets) with "
+                                      "paired statistics and teacher-student IG agreement")
+    p.add_argument("config_path", metavar="CONFIG", help="experiment YAML")
+    p.add_argument("--out", required=True, help="ablation folder (re-run to resume)")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: student.seeds)")
+    p.add_argument("--modes", nargs="+", help="modes (default: student.modes)")
+    p.add_argument("--subsets", type=int, help="Monte Carlo subsets (default: ablation.subsets)")
+    p.add_argument("--subset-fraction", type=float, help="fraction of the training split per subset")
+    p.add_argument("--shard", metavar="i/N", help="run only every N-th unit from i (workers)")
+    p.add_argument("--report", action="store_true", help="train nothing; report finished units")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("precompute-ig", help="compute the teacher's IG maps into a TFRecord store")
     _add_config(p)

@@ -114,7 +114,9 @@ class IGConfig:
     shard_size: int = field(default=1000, metadata=_range(1, None))
 
 
-MODES = ("student", "kd", "ig", "kd_ig", "at", "kd_at", "ig_at", "kd_ig_at")
+MODES = ("student", "kd", "ig", "kd_ig", "at", "kd_at", "ig_at", "kd_ig_at",
+         # Controls: the overlay drawn from noise or from another image's IG map.
+         "noise", "kd_noise", "shuffled", "kd_shuffled")
 
 
 def _student_train():
@@ -148,6 +150,16 @@ class StudentConfig:
 
 
 @dataclass
+class AblationConfig:
+    """``tfigkd ablate``: Monte Carlo subsets, attribution agreement, statistics."""
+    subsets: int = field(default=0, metadata=_range(0, None))  # 0: the whole training split
+    subset_fraction: float = field(default=0.8, metadata=_range(0.05, 1.0))
+    agreement_images: int = field(default=200, metadata=_range(0, None))  # 0: skip agreement
+    agreement_top_k: float = field(default=0.1, metadata=_range(0.001, 1.0))
+    bootstrap_resamples: int = field(default=9999, metadata=_range(100, None))
+
+
+@dataclass
 class ExportConfig:
     int8: bool = True
     calibration_images: int = field(default=256, metadata=_range(1, None))
@@ -163,6 +175,7 @@ class ExperimentConfig:
     ig: IGConfig = field(default_factory=IGConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
 
 
 # ---------------------------------------------------------------- validation
@@ -180,20 +193,23 @@ def _type_name(tp) -> str:
             str: "a string", dict: "a mapping"}.get(tp, str(tp))
 
 
-def _convert(value, tp, where, errors, meta=None):
-    """Checks ``value`` against type ``tp``; returns the converted value."""
+def _convert(value, tp, where, errors, meta=None, base=None):
+    """Checks ``value`` against type ``tp``; returns the converted value.
+
+    ``base``: for a section, the default it refines (keys not given keep it).
+    """
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], where, errors, meta)
+        return _convert(value, args[0], where, errors, meta, base)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             errors.append(f"{where}: expected a mapping (a YAML section), got "
                           f"{value!r} ({type(value).__name__}).")
             return tp()
-        return _from_dict(tp, value, where, errors)
+        return _from_dict(tp, value, where, errors, base)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             errors.append(f"{where}: expected {_type_name(tp)}, got {value!r}.")
@@ -230,7 +246,11 @@ def _convert(value, tp, where, errors, meta=None):
     return value
 
 
-def _from_dict(cls, data, where, errors):
+def _from_dict(cls, data, where, errors, base=None):
+    # A section refines its parent's default, not the section type's: e.g. a
+    # student.train that sets only epochs keeps the student's Adam recipe and
+    # [0, 1] inputs instead of falling back to TrainConfig's teacher defaults.
+    base = base if base is not None else cls()
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -242,8 +262,9 @@ def _from_dict(cls, data, where, errors):
                 f"{path}: unknown key." + (f" Did you mean {close[0]!r}?" if close else "")
                 + f" Allowed keys here: {', '.join(fields)}.")
             continue
-        kwargs[key] = _convert(value, hints[key], path, errors, fields[key].metadata)
-    return cls(**kwargs)
+        kwargs[key] = _convert(value, hints[key], path, errors, fields[key].metadata,
+                               base=getattr(base, key))
+    return dataclasses.replace(base, **kwargs)
 
 
 def _check_paths(cfg: ExperimentConfig, errors):

@@ -75,3 +75,14 @@ def test_missing_file_and_bad_yaml(tmp_path):
     (tmp_path / "b.yaml").write_text("a: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(tmp_path / "b.yaml"))
+
+
+def test_partial_section_refines_its_own_default():
+    # A student.train with only epochs keeps the student's Adam recipe and [0, 1]
+    # inputs (it used to fall back to TrainConfig's teacher defaults: SGD, dataset norm).
+    cfg = config_from_dict({"data": {"source": "cifar10_tfds"},
+                            "student": {"train": {"epochs": 3, "optimizer": {"lr": 0.5}}}})
+    t = cfg.student.train
+    assert (t.epochs, t.batch_size, t.input_norm) == (3, 64, "unit")
+    assert (t.optimizer.name, t.optimizer.lr, t.optimizer.schedule) == ("adam", 0.5, "constant")
+    assert cfg.teacher.train.optimizer.name == "sgd"

@@ -58,12 +58,14 @@ def _read_info(path):
 
 
 @contextlib.contextmanager
-def folder_lock(folder, name=LOCK_FILE):
+def folder_lock(folder, name=LOCK_FILE, wait=False):
     """Holds the write lock of ``folder`` for the duration of the block.
 
     Args:
         folder: The run folder (created if missing).
         name: Lock file name inside it (e.g. one per IG worker).
+        wait: Block until the holder finishes instead of failing (for
+            workers that share a preparation step, e.g. ablation shards).
 
     Raises:
         FolderLockedError: If another live process holds it.
@@ -89,10 +91,14 @@ def folder_lock(folder, name=LOCK_FILE):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
-        raise FolderLockedError(
-            f"{folder} is being written by {_describe(_read_info(path))}; wait for it to finish "
-            "or stop it, or use another --out folder.") from None
+        if wait:
+            log.info("Waiting for %s, which is writing %s ...", _describe(_read_info(path)), folder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            os.close(fd)
+            raise FolderLockedError(
+                f"{folder} is being written by {_describe(_read_info(path))}; wait for it to "
+                "finish or stop it, or use another --out folder.") from None
     previous = _read_info(path)
     if previous.get("pid") and previous.get("pid") != os.getpid():
         log.info("Took over the lock of %s left by %s, which is no longer running.",

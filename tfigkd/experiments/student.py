@@ -9,6 +9,7 @@ import time
 import keras
 
 from tfigkd.augment import overlay_transform
+from tfigkd.augment.controls import SOURCES, overlay_maps
 from tfigkd.config import config_to_dict
 from tfigkd.data import make_dataset
 from tfigkd.distill import Distiller
@@ -26,11 +27,17 @@ log = logging.getLogger(__name__)
 
 
 def mode_weights(mode, scfg):
-    """(alpha, p, gamma) of a mode: which of KD, IG overlay and AT are on."""
+    """(alpha, p, gamma) of a mode: which of KD, the overlay and AT are on."""
     parts = set(mode.split("_"))
     return (scfg.alpha if "kd" in parts else 0.0,
-            scfg.p if "ig" in parts else 0.0,
+            scfg.p if parts & set(SOURCES) else 0.0,
             scfg.gamma if "at" in parts else 0.0)
+
+
+def overlay_source(mode):
+    """Where a mode's overlay maps come from: "ig", or a control ("noise", "shuffled")."""
+    found = [p for p in mode.split("_") if p in SOURCES]
+    return found[0] if found else None
 
 
 def student_recipe(cfg):
@@ -61,7 +68,7 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
     student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
                           **scfg.model.kwargs)
     use_cache = cached is not None and scfg.teacher_mode == "cached"
-    extras = {"ig_map": maps} if p > 0 else None
+    extras = {"ig_map": overlay_maps(overlay_source(mode), maps, seed)} if p > 0 else None
     transform = (overlay_transform(p, tuple(scfg.exponent_range), scfg.overlay_weight,
                                    scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None)
     train_data = training_data(splits, tcfg, seed, with_index=use_cache, extras=extras,
@@ -116,7 +123,9 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
         UserError: If the folder holds a finished or partial student made
             with other settings, data or teacher.
     """
-    with folder_lock(out_dir):
+    # One writer per student folder: ablation shards train different
+    # students of one run folder at the same time.
+    with folder_lock(student_dir(out_dir, mode, seed)):
         return _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verbose)
 
 

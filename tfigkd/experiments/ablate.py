@@ -1,0 +1,216 @@
+"""``tfigkd ablate``: every (mode, seed[, Monte Carlo subset]) as one resumable unit, then statistics.
+
+One teacher, one IG store and one logit cache serve every unit. A unit is a
+student run (``train_student``) and, after it, the agreement of its IG maps
+with the teacher's on validation images. Units are independent, so
+``shard=(i, N)`` lets N processes or machines split them; the report is
+built from whatever units have finished and lists those still missing.
+
+Pairing: every mode of a seed gets the same student initialisation, data
+order and augmentation (both are functions of the seed), and every mode of a
+Monte Carlo subset trains on the same subset, so modes are compared on
+paired differences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+
+from tfigkd.data import load_splits
+from tfigkd.data.split import fingerprint, stratified_subset
+from tfigkd.errors import UserError
+from tfigkd.io import file_sha256, read_json, write_json
+from tfigkd.layout import LOGITS_DIR, student_dir
+from tfigkd.lock import folder_lock
+
+log = logging.getLogger(__name__)
+
+AGREEMENT_FILE = "agreement.json"
+
+
+def ablation_units(modes, seeds, subsets=0):
+    """All units, in a fixed order: ``[{"mode", "seed", "subset"}, ...]``."""
+    return [{"mode": m, "seed": int(s), "subset": k}
+            for k in (range(subsets) if subsets else [None]) for s in seeds for m in modes]
+
+
+def shard_units(units, shard):
+    """The units worker ``i`` of ``N`` runs: every N-th, so shards are balanced across modes."""
+    i, n = shard
+    return units[i::n]
+
+
+def unit_dir(out_dir, unit):
+    """The run folder of a unit's subset (the whole split: ``out_dir`` itself)."""
+    if unit["subset"] is None:
+        return out_dir
+    return os.path.join(out_dir, "subsets", f"mc{unit['subset']:03d}")
+
+
+def subset_rows(splits, subset, fraction):
+    """Positions in ``splits.train`` of Monte Carlo subset ``subset`` (stratified, seeded by it)."""
+    size = max(1, int(round(fraction * len(splits.train))))
+    return stratified_subset(splits.train.y, size, 7919 + int(subset))
+
+
+def _subset_splits(splits, rows):
+    train = splits.train.take(rows)
+    return dataclasses.replace(splits, train=train, fingerprint=fingerprint(train))
+
+
+def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=None, shard=(0, 1),
+           report_only=False, verbose=0):
+    """Runs this worker's units of an ablation and writes the report.
+
+    Args:
+        cfg: ``ExperimentConfig``.
+        out_dir: Ablation folder (teacher, IG store, logit cache, units, report).
+        seeds: Seeds (default ``cfg.student.seeds``).
+        modes: Modes (default ``cfg.student.modes``).
+        subsets: Monte Carlo subsets (default ``cfg.ablation.subsets``; 0 = none).
+        subset_fraction: Fraction of the training split per subset.
+        shard: ``(i, N)``: run only every N-th unit starting at ``i``.
+        report_only: Train nothing; build the report from finished units.
+        verbose: Keras verbosity of the student runs.
+
+    Returns:
+        The report dict written to ``out_dir/ablation.json``.
+    """
+    from tfigkd.config import MODES
+
+    seeds = list(cfg.student.seeds if seeds is None else seeds)
+    modes = list(cfg.student.modes if modes is None else modes)
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise UserError(f"--modes: {', '.join(bad)} not a mode; use any of {', '.join(MODES)}.")
+    if not seeds or not modes:
+        raise UserError("An ablation needs at least one seed and one mode.")
+    subsets = cfg.ablation.subsets if subsets is None else subsets
+    fraction = cfg.ablation.subset_fraction if subset_fraction is None else subset_fraction
+    units = ablation_units(modes, seeds, subsets)
+    splits = load_splits(cfg.data)
+    if not report_only:
+        _run_units(cfg, out_dir, splits, shard_units(units, shard), fraction, verbose)
+    from tfigkd.ablation.report import write_report
+
+    with folder_lock(out_dir, wait=True):
+        return write_report(out_dir, collect_runs(out_dir, units), units, cfg)
+
+
+def _run_units(cfg, out_dir, splits, todo, fraction, verbose):
+    from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
+    from tfigkd.distill.logit_cache import cached_teacher_logits
+    from tfigkd.experiments.student import mode_weights, train_student
+    from tfigkd.experiments.teacher import train_teacher
+    from tfigkd.models import load_model_file
+
+    modes = {u["mode"] for u in todo}
+    # The first worker prepares the shared stages; the others wait for it and reuse them.
+    with folder_lock(out_dir, wait=True):
+        t_metrics = train_teacher(cfg, out_dir, splits=splits, verbose=verbose)
+        tpath = t_metrics["model_path"]
+        teacher = load_model_file(tpath, "teacher")
+        maps = cached = None
+        if any(mode_weights(m, cfg.student)[1] > 0 for m in modes):
+            precompute_ig(cfg, out_dir, splits=splits, progress=bool(verbose))
+            maps = load_ig_maps(cfg, out_dir, splits)
+        if cfg.student.teacher_mode == "cached" and any(
+                mode_weights(m, cfg.student)[0] > 0 for m in modes):
+            cached = cached_teacher_logits(os.path.join(out_dir, LOGITS_DIR), tpath, splits,
+                                           cfg.teacher.train.input_norm, teacher=teacher)
+        reference = (_teacher_val_maps(cfg, out_dir, splits, teacher, tpath)
+                     if cfg.ablation.agreement_images else None)
+    # Units train in their own folders with the shared teacher named explicitly.
+    ucfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, path=tpath))
+    for n, unit in enumerate(todo, 1):
+        usplits, umaps, ucached = splits, maps, cached
+        if unit["subset"] is not None:
+            rows = subset_rows(splits, unit["subset"], fraction)
+            usplits = _subset_splits(splits, rows)
+            umaps = None if maps is None else maps[rows]
+            ucached = None if cached is None else cached[rows]
+        folder = unit_dir(out_dir, unit)
+        m = train_student(ucfg, folder, usplits, unit["mode"], unit["seed"], teacher=teacher,
+                          maps=umaps, cached=ucached, verbose=verbose)
+        if reference is not None:
+            _agreement(ucfg, student_dir(folder, unit["mode"], unit["seed"]), m, reference)
+        log.info("[%d/%d] %s seed %d%s: val %.4f test %.4f", n, len(todo), unit["mode"],
+                 unit["seed"], "" if unit["subset"] is None else f" subset {unit['subset']}",
+                 m["val_accuracy"], m["test_accuracy"])
+
+
+def _agreement_images(cfg, splits):
+    order = np.argsort(splits.val.index, kind="stable")
+    return splits.val.take(order[:min(cfg.ablation.agreement_images, len(order))])
+
+
+def _teacher_val_maps(cfg, out_dir, splits, teacher, tpath):
+    """The teacher's IG maps of the agreement images (computed once, kept with their keys)."""
+    from tfigkd.attribution.precompute import make_compute_fn
+
+    images = _agreement_images(cfg, splits)
+    keys = {"teacher_sha256": file_sha256(tpath), "indices": images.index.tolist(),
+            "ig": dataclasses.asdict(cfg.ig)}
+    path = os.path.join(out_dir, "agreement", "teacher_val_maps.npz")
+    meta_path = path[:-4] + ".json"
+    if os.path.exists(path) and os.path.exists(meta_path) and read_json(meta_path) == keys:
+        with np.load(path) as z:
+            return {"maps": z["maps"], "images": images, "keys": keys}
+    fn = make_compute_fn(teacher, cfg.ig, cfg.teacher.train.input_norm, splits.mean, splits.std)
+    maps = np.concatenate([fn(images.x[i:i + cfg.ig.batch_size],
+                              images.y[i:i + cfg.ig.batch_size])[0]
+                           for i in range(0, len(images), cfg.ig.batch_size)])
+    from tfigkd.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        np.savez(tmp, maps=maps)
+    write_json(meta_path, keys)
+    return {"maps": maps, "images": images, "keys": keys}
+
+
+def _agreement(cfg, run_dir, metrics, reference):
+    """IG agreement of a finished student with the teacher; reused when already computed."""
+    from tfigkd.ablation.agreement import spearman, topk_iou
+    from tfigkd.attribution.precompute import make_compute_fn
+    from tfigkd.models import load_model_file
+
+    path = os.path.join(run_dir, AGREEMENT_FILE)
+    keys = {"student_sha256": file_sha256(metrics["keras_path"]), **reference["keys"],
+            "top_k": cfg.ablation.agreement_top_k}
+    if os.path.exists(path) and read_json(path).get("keys") == keys:
+        return read_json(path)
+    student = load_model_file(metrics["keras_path"], "student")
+    images = reference["images"]
+    fn = make_compute_fn(student, cfg.ig, cfg.student.train.input_norm, None, None)
+    maps = np.concatenate([fn(images.x[i:i + cfg.ig.batch_size],
+                              images.y[i:i + cfg.ig.batch_size])[0]
+                           for i in range(0, len(images), cfg.ig.batch_size)])
+    out = {"agreement_spearman": spearman(maps, reference["maps"]),
+           "agreement_iou": topk_iou(maps, reference["maps"], cfg.ablation.agreement_top_k),
+           "images": int(len(images)), "keys": keys}
+    write_json(path, out)
+    return out
+
+
+def collect_runs(out_dir, units):
+    """One row per finished unit: mode, seed, subset, accuracies and agreement (None if absent)."""
+    runs = []
+    for unit in units:
+        run_dir = student_dir(unit_dir(out_dir, unit), unit["mode"], unit["seed"])
+        mpath = os.path.join(run_dir, "metrics.json")
+        if not os.path.exists(mpath) or not os.path.exists(os.path.join(run_dir, "student.keras")):
+            continue
+        m = read_json(mpath)
+        row = {**unit, "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"],
+               "agreement_spearman": None, "agreement_iou": None,
+               "train_seconds": m.get("train_seconds")}
+        apath = os.path.join(run_dir, AGREEMENT_FILE)
+        if os.path.exists(apath):
+            a = read_json(apath)
+            row.update(agreement_spearman=a["agreement_spearman"], agreement_iou=a["agreement_iou"])
+        runs.append(row)
+    return runs
