@@ -98,6 +98,6 @@ def _valid_hint(student, teacher):
 def _no_pairs_message(student, teacher):
     s = sorted({_hw(hw) for _, hw in feature_blocks(student)})
     t = sorted({_hw(hw) for _, hw in feature_blocks(teacher)})
-    return (f"no student block has the spatial size of a teacher block (student: {', '.join(s)}; "
+    return (f"student.at_layers: no student block has the spatial size of a teacher block (student: {', '.join(s)}; "
             f"teacher: {', '.join(t)}), so attention transfer cannot pair them; use a mode "
             "without 'at' (KD works across any architectures).")

@@ -50,7 +50,12 @@ def build_model(name, input_shape, num_classes, **kwargs):
         return _REGISTRY[name](input_shape=tuple(input_shape),
                                num_classes=num_classes, **kwargs)
     except TypeError as e:
-        raise UserError(f"Bad arguments for model {name!r}: {e}") from e
+        import inspect
+
+        params = [p for p in inspect.signature(_REGISTRY[name]).parameters
+                  if p not in ("input_shape", "num_classes")]
+        raise UserError(f"Bad arguments for model {name!r}: {e}; it takes "
+                        f"{', '.join(params) or 'no keyword arguments'}.") from e
 
 
 register_model("mobilenet_v2_cifar")(mobilenet.mobilenet_v2_cifar)
