@@ -343,8 +343,9 @@ def test_model_unknown_custom_layer(tmp_path, capsys, tiny_yaml):
     out = keras.layers.Dense(3)(keras.layers.Flatten()(Doubler()(inp)))
     keras.Model(inp, out).save(tmp_path / "custom.keras")
     del keras.saving.get_custom_objects()["faultcase>Doubler"]
-    _export(capsys, tiny_yaml, tmp_path / "custom.keras", "custom.keras uses a class Keras does "
-            "not know", "register_keras_serializable")
+    _export(capsys, tiny_yaml, tmp_path / "custom.keras",
+            "custom.keras uses class 'Doubler', which Keras does not know",
+            "register_keras_serializable")
 
 
 def test_model_for_other_data(tmp_path, capsys, tiny_yaml):
@@ -390,7 +391,8 @@ def test_verify_catches_changed_data(run_copy, tiny_yaml, capsys):
 
 
 def test_verify_catches_other_ig_settings(run_copy, tiny_yaml, capsys):
-    _verify(capsys, tiny_yaml, run_copy, "different settings", sets=["ig.n_steps=16"])
+    _verify(capsys, tiny_yaml, run_copy, "different settings (settings.n_steps: 8 -> 16)",
+            sets=["ig.n_steps=16"])
 
 
 def test_verify_catches_other_teacher(run_copy, tiny_yaml, capsys, tmp_path):

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tensorflow as tf
 
+from tfigkd.config import config_diff
 from tfigkd.errors import UserError
 from tfigkd.faults import fault_point
 from tfigkd.io import atomic_path, file_sha256, read_json, remove_stale_temps, write_json
@@ -193,11 +194,14 @@ def _check_existing(store_dir, meta):
         old = read_json(side)
         for key in ("fingerprint", "teacher_sha256", "settings", "shard_size", "num_shards"):
             if old.get(key) != meta[key]:
+                if isinstance(meta[key], dict) and isinstance(old.get(key), dict):
+                    what = config_diff(old[key], meta[key], key)
+                else:
+                    what = f"{key}: {str(old.get(key))[:16]} -> {str(meta[key])[:16]}"
                 raise StoreMismatchError(
-                    f"{side} was made with a different {key} ({str(old.get(key))[:40]} vs "
-                    f"now {str(meta[key])[:40]}): the store belongs to other data, another "
-                    "teacher or other IG settings; use a new --out folder or delete "
-                    f"{store_dir}.")
+                    f"{side} was made with a different {key} ({what}): the store belongs to "
+                    "other data, another teacher or other IG settings; use a new --out folder "
+                    f"or delete {store_dir}.")
 
 
 def missing_shards(store_dir):

@@ -192,4 +192,9 @@ def load_splits(cfg):
         A ``SplitData`` with its training-split fingerprint.
     """
     name, (xtr, ytr, xte, yte, classes) = _load_raw(cfg)
-    return split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes)
+    try:
+        return split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes)
+    except UserError as e:
+        # Name the data the user configured, not just the array.
+        where = os.path.expanduser(cfg.path) if cfg.path else f"data.source {cfg.source}"
+        raise UserError(f"{where}: {e}") from None

@@ -107,10 +107,14 @@ def load_model_file(path, what="model"):
     try:
         return keras.models.load_model(path)
     except Exception as e:  # noqa: BLE001 - any failure here is about the file
+        import re
+
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        if "Could not locate" in str(e) or "custom" in str(e).lower():
-            raise UserError(f"{what}: {path} uses a class Keras does not know ({reason}); import "
-                            "the module that registers it (keras.saving."
+        unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", str(e))
+        if unknown or "custom" in str(e).lower():
+            what_class = f"class {unknown.group(1)!r}" if unknown else f"a class ({reason})"
+            raise UserError(f"{what}: {path} uses {what_class}, which Keras does not know; "
+                            "import the module that registers it (keras.saving."
                             "register_keras_serializable) before loading.") from None
         raise UserError(f"{what}: {path} cannot be loaded as a Keras model "
                         f"({type(e).__name__}: {reason}); copy it again or re-save it.") from None
