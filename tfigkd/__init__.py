@@ -1,3 +1,48 @@
-"""tfigkd: knowledge distillation guided by Integrated Gradients for Keras 3."""
+"""tfigkd: knowledge distillation guided by Integrated Gradients for Keras 3.
+
+The public API is imported lazily (``import tfigkd`` does not import
+TensorFlow), so ``tfigkd --help`` stays fast::
+
+    import tfigkd
+    cfg = tfigkd.load_config("configs/quickstart.yaml", ["student.seeds=[0,1]"])
+    summary = tfigkd.run(cfg, "runs/qs")
+    report = tfigkd.ablate(cfg, "runs/ab", seeds=range(3), modes=["student", "kd_ig"])
+"""
 
 __version__ = "0.1.0"
+
+# name -> (module, attribute)
+_API = {
+    "load_config": ("tfigkd.api", "load_config"),
+    "run": ("tfigkd.experiments.pipeline", "run_pipeline"),
+    "train_teacher": ("tfigkd.experiments.teacher", "train_teacher"),
+    "train_student": ("tfigkd.experiments.student", "train_student"),
+    "precompute_ig": ("tfigkd.attribution.precompute", "precompute_ig"),
+    "ablate": ("tfigkd.experiments.ablate", "ablate"),
+    "check_config": ("tfigkd.experiments.check", "check_buildable"),
+    "student_table": ("tfigkd.bench.students", "student_table"),
+    "export_model": ("tfigkd.export.exporter", "export_model"),
+    "Distiller": ("tfigkd.distill.distiller", "Distiller"),
+    "integrated_gradients": ("tfigkd.attribution.integrated_gradients", "integrated_gradients"),
+    "IGOverlay": ("tfigkd.augment.ig_overlay", "IGOverlay"),
+    "UserError": ("tfigkd.errors", "UserError"),
+    "models": ("tfigkd.models", None),
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'tfigkd' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _API[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
