@@ -112,7 +112,7 @@ def main(argv=None):
     ap.add_argument("--work", default="runs/students_bench")
     ap.add_argument("--out", default="benchmarks/results/students_fashion_mnist.json")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     t_start = time.time()
     overrides = [f"teacher.path={os.path.abspath(args.teacher)}"]
     if args.epochs:

@@ -19,16 +19,7 @@ import pytest
 
 from helpers import ROOT, tfigkd_subprocess
 from tfigkd.cli import main
-
-
-def checkpoint_arrays(path):
-    import h5py
-
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return out
+from tfigkd.testing import checkpoint_arrays
 
 
 def assert_same_checkpoint(a, b):

@@ -46,3 +46,14 @@ def tiny_config_dict(npz_path, epochs=1):
                       "optimizer": {"name": "adam", "lr": 0.01, "schedule": "constant"}},
         },
     }
+
+
+def checkpoint_arrays(path):
+    """Every array of a Keras ``.weights.h5`` checkpoint (model and optimiser), by name."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out

@@ -148,10 +148,19 @@ def _agreement_images(cfg, splits):
     return splits.val.take(order[:min(cfg.ablation.agreement_images, len(order))])
 
 
-def _teacher_val_maps(cfg, out_dir, splits, teacher, tpath):
-    """The teacher's IG maps of the agreement images (computed once, kept with their keys)."""
+def _ig_maps(model, ig_cfg, input_norm, splits, images):
+    """IG maps (true class) of ``images`` under ``model``, batched as the IG store does."""
     from tfigkd.attribution.precompute import make_compute_fn
 
+    fn = make_compute_fn(model, ig_cfg, input_norm, *((splits.mean, splits.std) if splits
+                                                      else (None, None)))
+    step = ig_cfg.batch_size
+    return np.concatenate([fn(images.x[i:i + step], images.y[i:i + step])[0]
+                           for i in range(0, len(images), step)])
+
+
+def _teacher_val_maps(cfg, out_dir, splits, teacher, tpath):
+    """The teacher's IG maps of the agreement images (computed once, kept with their keys)."""
     images = _agreement_images(cfg, splits)
     keys = {"teacher_sha256": file_sha256(tpath), "indices": images.index.tolist(),
             "ig": dataclasses.asdict(cfg.ig)}
@@ -160,10 +169,7 @@ def _teacher_val_maps(cfg, out_dir, splits, teacher, tpath):
     if os.path.exists(path) and os.path.exists(meta_path) and read_json(meta_path) == keys:
         with np.load(path) as z:
             return {"maps": z["maps"], "images": images, "keys": keys}
-    fn = make_compute_fn(teacher, cfg.ig, cfg.teacher.train.input_norm, splits.mean, splits.std)
-    maps = np.concatenate([fn(images.x[i:i + cfg.ig.batch_size],
-                              images.y[i:i + cfg.ig.batch_size])[0]
-                           for i in range(0, len(images), cfg.ig.batch_size)])
+    maps = _ig_maps(teacher, cfg.ig, cfg.teacher.train.input_norm, splits, images)
     from tfigkd.io import atomic_path
 
     with atomic_path(path) as tmp:
@@ -175,7 +181,6 @@ def _teacher_val_maps(cfg, out_dir, splits, teacher, tpath):
 def _agreement(cfg, run_dir, metrics, reference):
     """IG agreement of a finished student with the teacher; reused when already computed."""
     from tfigkd.ablation.agreement import spearman, topk_iou
-    from tfigkd.attribution.precompute import make_compute_fn
     from tfigkd.models import load_model_file
 
     path = os.path.join(run_dir, AGREEMENT_FILE)
@@ -185,10 +190,7 @@ def _agreement(cfg, run_dir, metrics, reference):
         return read_json(path)
     student = load_model_file(metrics["keras_path"], "student")
     images = reference["images"]
-    fn = make_compute_fn(student, cfg.ig, cfg.student.train.input_norm, None, None)
-    maps = np.concatenate([fn(images.x[i:i + cfg.ig.batch_size],
-                              images.y[i:i + cfg.ig.batch_size])[0]
-                           for i in range(0, len(images), cfg.ig.batch_size)])
+    maps = _ig_maps(student, cfg.ig, cfg.student.train.input_norm, None, images)
     out = {"agreement_spearman": spearman(maps, reference["maps"]),
            "agreement_iou": topk_iou(maps, reference["maps"], cfg.ablation.agreement_top_k),
            "images": int(len(images)), "keys": keys}

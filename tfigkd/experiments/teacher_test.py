@@ -7,7 +7,7 @@ import pytest
 
 from tfigkd.config import config_from_dict
 from tfigkd.experiments.teacher import train_teacher
-from tfigkd.testing import tiny_config_dict, write_npz
+from tfigkd.testing import checkpoint_arrays, tiny_config_dict, write_npz
 
 
 class _Kill(keras.callbacks.Callback):
@@ -51,25 +51,8 @@ def test_tiny_teacher_end_to_end(tmp_path, npz):
     assert train_teacher(cfg, out)["train_seconds"] == saved["train_seconds"]
 
 
-def checkpoint_arrays(path):
-    """Every array of a Keras .weights.h5 checkpoint (model and optimiser), by name."""
-    import h5py
-
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return out
-
-
-def test_resume_after_kill_is_exact(tmp_path, npz, monkeypatch):
-    # Dropout in the teacher, augmentation on: every source of randomness is in play.
-    d = tiny_config_dict(npz, epochs=3)
-    d["teacher"]["model"]["kwargs"]["dropout"] = 0.3
-    d["teacher"]["train"]["augment"] = {"crop_pad": 2, "flip": True}
-    cfg = config_from_dict(d)
-    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
-    m_whole = train_teacher(cfg, whole)
+def train_killed_after_first_epoch(cfg, out, monkeypatch):
+    """Runs train_teacher until the end of epoch 1, where a KeyboardInterrupt stops it."""
     import tfigkd.experiments.fit as fit_mod
 
     real_fit = fit_mod.fit_resumable
@@ -80,11 +63,22 @@ def test_resume_after_kill_is_exact(tmp_path, npz, monkeypatch):
 
     monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", killing_fit)
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(cfg, resumed)
+        train_teacher(cfg, out)
+    monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", real_fit)
+
+
+def test_resume_after_kill_is_exact(tmp_path, npz, monkeypatch):
+    # Dropout in the teacher, augmentation on: every source of randomness is in play.
+    d = tiny_config_dict(npz, epochs=3)
+    d["teacher"]["model"]["kwargs"]["dropout"] = 0.3
+    d["teacher"]["train"]["augment"] = {"crop_pad": 2, "flip": True}
+    cfg = config_from_dict(d)
+    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+    m_whole = train_teacher(cfg, whole)
+    train_killed_after_first_epoch(cfg, resumed, monkeypatch)
     with open(os.path.join(resumed, "work", "teacher", "state.json")) as f:
         assert json.load(f)["epoch"] == 1
     assert not os.path.exists(os.path.join(resumed, "teacher_metrics.json"))
-    monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", real_fit)
     m = train_teacher(cfg, resumed)
     assert m["history"]["val_accuracy"] == m_whole["history"]["val_accuracy"]
     assert m["history"]["loss"] == m_whole["history"]["loss"]
@@ -104,18 +98,7 @@ def test_partial_run_with_other_settings_is_refused(tmp_path, npz, monkeypatch):
 
     cfg = config_from_dict(tiny_config_dict(npz, epochs=3))
     out = str(tmp_path / "run")
-    import tfigkd.experiments.fit as fit_mod
-
-    real_fit = fit_mod.fit_resumable
-
-    def killing_fit(*a, **kw):
-        kw["callbacks"] = [_Kill(1)]
-        return real_fit(*a, **kw)
-
-    monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", killing_fit)
-    with pytest.raises(KeyboardInterrupt):
-        train_teacher(cfg, out)
-    monkeypatch.setattr("tfigkd.experiments.teacher.fit_resumable", real_fit)
+    train_killed_after_first_epoch(cfg, out, monkeypatch)
     d = tiny_config_dict(npz, epochs=3)
     d["teacher"]["model"]["kwargs"]["blocks_removed"] = 15
     state = os.path.join(out, "work", "teacher", "state.json")
