@@ -175,7 +175,7 @@ def plot(report, acc_path, diff_path):
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(comps)), [f"{c['a']} - {c['b']} (Holm p {_p(c.get('holm_p'))})"
                                       for c in comps])
-    ax.set_xlabel("paired difference in test accuracy (mean, 95 % bootstrap CI)")
+    ax.set_xlabel("paired difference in test accuracy (mean, 95 % CI)")
     fig.tight_layout()
     fig.savefig(diff_path, dpi=120)
     plt.close(fig)
