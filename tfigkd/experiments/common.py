@@ -24,6 +24,13 @@ def training_data(splits, train_cfg, seed, **kwargs):
     return build
 
 
+def eval_datasets(splits, train_cfg, batch_size=None):
+    """(validation, test) pipelines with a recipe's input normalisation, un-augmented."""
+    return tuple(make_dataset(getattr(splits, k), batch_size=batch_size or train_cfg.batch_size,
+                              training=False, input_norm=train_cfg.input_norm, mean=splits.mean,
+                              std=splits.std) for k in ("val", "test"))
+
+
 def steps_per_epoch(n, batch_size):
     return max(1, math.ceil(n / batch_size))
 

@@ -11,11 +11,11 @@ import keras
 from tfigkd.augment import overlay_transform
 from tfigkd.augment.controls import SOURCES, overlay_maps
 from tfigkd.config import config_to_dict
-from tfigkd.data import make_dataset
 from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
 from tfigkd.errors import UserError
-from tfigkd.experiments.common import evaluate_accuracy, steps_per_epoch, training_data
+from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, steps_per_epoch,
+                                       training_data)
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
@@ -148,9 +148,7 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
         return done
     alpha, p, gamma = mode_weights(mode, scfg)
     distiller, train_data = build_distillation(cfg, splits, mode, seed, teacher, maps, cached)
-    evals = {k: make_dataset(getattr(splits, k), batch_size=256, training=False,
-                             input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std)
-             for k in ("val", "test")}
+    evals = dict(zip(("val", "test"), eval_datasets(splits, tcfg, batch_size=256)))
     t0 = time.time()
     state = fit_resumable(
         distiller, train_data, evals["val"], epochs=tcfg.epochs,

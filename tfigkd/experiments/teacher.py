@@ -10,9 +10,9 @@ import keras
 
 import tfigkd
 from tfigkd.config import config_to_dict
-from tfigkd.data import load_splits, make_dataset
-from tfigkd.experiments.common import (classification_compile, evaluate_accuracy,
-                                       steps_per_epoch, training_data)
+from tfigkd.data import load_splits
+from tfigkd.experiments.common import (classification_compile, eval_datasets,
+                                       evaluate_accuracy, steps_per_epoch, training_data)
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
@@ -78,9 +78,7 @@ def _train_teacher(cfg, out_dir, splits, verbose, t_start):
     keras.utils.set_random_seed(tcfg.seed)
     model = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
                         **cfg.teacher.model.kwargs)
-    common = dict(input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std)
-    val_ds = make_dataset(splits.val, batch_size=tcfg.batch_size, training=False, **common)
-    test_ds = make_dataset(splits.test, batch_size=tcfg.batch_size, training=False, **common)
+    val_ds, test_ds = eval_datasets(splits, tcfg)
     steps = steps_per_epoch(len(splits.train), tcfg.batch_size)
     optimizer = build_optimizer(tcfg.optimizer, tcfg.epochs, steps)
     classification_compile(model, optimizer)
@@ -139,9 +137,7 @@ def _adopt_teacher(cfg, out_dir, splits, metrics_path, recipe):
     model = load_model_file(path, "teacher.path")
     check_fits_data(model, splits, f"Teacher {path}")
     tcfg = cfg.teacher.train
-    val_ds, test_ds = (make_dataset(getattr(splits, k), batch_size=tcfg.batch_size, training=False,
-                                    input_norm=tcfg.input_norm, mean=splits.mean, std=splits.std)
-                       for k in ("val", "test"))
+    val_ds, test_ds = eval_datasets(splits, tcfg)
     metrics = {
         "model": cfg.teacher.model.name, "model_path": path, "adopted": True,
         "val_accuracy": evaluate_accuracy(model, val_ds),
