@@ -2,6 +2,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Decoded image-folder caches of the tests go to a temporary folder, not ~/.cache.
+if "TFIGKD_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["TFIGKD_CACHE_DIR"] = tempfile.mkdtemp(prefix="tfigkd-test-cache-")
 
 import pytest  # noqa: E402
 

@@ -6,67 +6,46 @@ import os
 
 import numpy as np
 
+from tfigkd.data.images import decode_folders, list_class_folders
 from tfigkd.data.reading import reading
 from tfigkd.errors import UserError
 
-_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
-
-def _read_class_folders(root):
-    from PIL import Image
-
-    classes = sorted(d for d in os.listdir(root)
-                     if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
-    if not classes:
-        raise UserError(f"{root}: no class sub-folders found; expected "
-                        f"{root}/<class_name>/<image files>.")
-    images, labels, shape = [], [], None
-    for label, name in enumerate(classes):
-        folder = os.path.join(root, name)
-        files = sorted(fn for fn in os.listdir(folder) if fn.lower().endswith(_EXTS))
-        if not files:
-            raise UserError(f"{folder}: class folder {name!r} holds no images "
-                            f"({', '.join(_EXTS)}); add images or remove the folder.")
-        for fn in files:
-            path = os.path.join(folder, fn)
-            with reading(path, "an image", "delete or replace the file"):
-                with Image.open(path) as im:
-                    arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"))
-            if arr.ndim == 2:
-                arr = arr[..., None]
-            if shape is None:
-                shape = arr.shape
-            elif arr.shape != shape:
-                raise UserError(
-                    f"{path} is {arr.shape} but earlier images are {shape}; all "
-                    "images must share one size and colour mode. Resize them first.")
-            images.append(arr)
-            labels.append(label)
-    if not images:
-        raise UserError(f"{root}: the class folders contain no images ({', '.join(_EXTS)}).")
-    return np.stack(images).astype(np.uint8), np.asarray(labels, np.int64), classes
-
-
-def load_image_folder(path):
+def load_image_folder(path, image_size=None, resize="stretch", color=None, cache_dir=None,
+                      workers=0, progress=True):
     """Loads ``path/<class>/*.png`` (or ``path/train/<class>`` + ``path/test/<class>``).
+
+    Images of any size and colour mode are brought to one (``image_size``,
+    ``resize``, ``color``), decoded in parallel into an on-disk uint8 cache
+    that later runs map instead of decoding (``tfigkd.data.images``).
 
     Args:
         path: Root folder.
+        image_size: Target (H, W); None when all images share one size.
+        resize: "stretch", "crop" or "pad".
+        color: "rgb", "grayscale", or None when all images share one mode.
+        cache_dir: Where the decoded cache lives (None: ``images.cache_root``).
+        workers: Decoder threads (0: the cores, at most 8).
+        progress: Show progress bars.
 
     Returns:
         ``(x_train, y_train, x_test, y_test, class_names)``; ``x_test`` is None
         when there is no ``test/`` folder (the caller carves a test split).
+        Images are read-only memory-mapped uint8 arrays.
     """
     path = os.path.expanduser(path)
     train, test = os.path.join(path, "train"), os.path.join(path, "test")
+    opts = dict(image_size=image_size, resize=resize, color=color, cache_dir=cache_dir,
+                workers=workers, progress=progress)
     if os.path.isdir(train) and os.path.isdir(test):
-        x, y, classes = _read_class_folders(train)
-        xt, yt, test_classes = _read_class_folders(test)
+        classes = list_class_folders(train)[2]
+        test_classes = list_class_folders(test)[2]
         if test_classes != classes:
             raise UserError(f"{path}: train/ classes {classes} differ from test/ "
                             f"classes {test_classes}.")
+        (x, y, _), (xt, yt, _) = decode_folders([train, test], **opts)
         return x, y, xt, yt, classes
-    x, y, classes = _read_class_folders(path)
+    [(x, y, classes)] = decode_folders([path], **opts)
     return x, y, None, None, classes
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfigkd.data import cifar, folder, idx
+from tfigkd.data.images import convert_arrays
 from tfigkd.data.split import Subset, fingerprint, stratified_split, stratified_subset
 from tfigkd.errors import UserError
 
@@ -98,7 +99,9 @@ def _load_raw(cfg):
     if cfg.source == "cifar10_tfds":
         return "cifar10", cifar.load_cifar10_tfds(cfg.data_dir, cfg.download)
     if cfg.source == "image_folder":
-        return os.path.basename(os.path.normpath(cfg.path)), folder.load_image_folder(cfg.path)
+        return os.path.basename(os.path.normpath(cfg.path)), folder.load_image_folder(
+            cfg.path, image_size=cfg.image_size, resize=cfg.resize, color=cfg.color,
+            cache_dir=cfg.cache_dir, workers=cfg.workers)
     if cfg.source == "numpy":
         return os.path.splitext(os.path.basename(cfg.path))[0], folder.load_numpy(cfg.path)
     raise UserError(f"Unknown data source {cfg.source!r}.")
@@ -170,7 +173,7 @@ def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_nam
     class_names = list(class_names or [str(i) for i in range(n_classes)])
     if cfg.mean is not None:
         mean, std = tuple(cfg.mean), tuple(cfg.std)
-    elif name in KNOWN_STATS:
+    elif name in KNOWN_STATS and len(KNOWN_STATS[name][0]) == train.x.shape[-1]:
         mean, std = KNOWN_STATS[name]
     else:
         pix = train.x.reshape(-1, train.x.shape[-1]).astype(np.float64) / 255.0
@@ -192,6 +195,10 @@ def load_splits(cfg):
         A ``SplitData`` with its training-split fingerprint.
     """
     name, (xtr, ytr, xte, yte, classes) = _load_raw(cfg)
+    if cfg.source != "image_folder" and (cfg.image_size or cfg.color):
+        # Folders are brought to size while decoding; other sources here.
+        xtr, xte = (None if x is None else convert_arrays(
+            x, cfg.image_size, cfg.resize, cfg.color, cfg.workers) for x in (xtr, xte))
     try:
         return split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes)
     except UserError as e:
