@@ -91,7 +91,7 @@ def test_online_teacher_reaches_training(setup):
     assert min(hist["kd"]) > 0
     _, hist, pred = _train(cfg, splits, "student", teacher=teacher)
     assert np.mean(pred == 2) < 0.6  # without KD it learns the labels instead
-    assert max(hist["kd"]) == 0
+    assert "kd" not in hist  # no KD term in this mode, so none is logged
 
 
 def test_cached_logits_reach_training_instead_of_the_teacher(setup):
@@ -111,7 +111,7 @@ def test_attention_transfer_reaches_training(setup):
                           blocks_removed=16)
     at, hist_at, _ = _train(cfg, splits, "at", epochs=1, teacher=teacher)
     plain, hist_plain, _ = _train(cfg, splits, "student", epochs=1, teacher=teacher)
-    assert min(hist_at["at"]) > 0 and max(hist_plain["at"]) == 0
+    assert min(hist_at["at"]) > 0 and "at" not in hist_plain
     # Same seed, same data: only the AT term can make the weights differ.
     assert any(not np.allclose(a, b) for a, b in zip(at.student.get_weights(),
                                                      plain.student.get_weights()))

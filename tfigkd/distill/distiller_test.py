@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfigkd.distill import Distiller, at_loss, attention_map, kd_loss
+from tfigkd.distill import (AttentionTransfer, Distiller, at_loss, attention_map, kd_loss,
+                            kd_loss_per_example)
 from tfigkd.models import truncated_student
 
 
@@ -57,14 +58,97 @@ def test_fit_logs_separate_metrics_and_only_student_learns():
     student, teacher = _models()
     t_before = [w.numpy().copy() for w in teacher.weights]
     d = Distiller(student, teacher, alpha=0.5, gamma=0.8, at_layers=[("features_2", "features_2")])
-    d.compile(optimizer=keras.optimizers.Adam(1e-2))
+    d.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
     x = np.random.default_rng(2).uniform(size=(32, 8, 8, 1)).astype(np.float32)
     y = np.arange(32) % 3
+    s_before = [w.numpy().copy() for w in student.trainable_weights]
     hist = d.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x, y))
-    for key in ("loss", "ce", "kd", "at", "accuracy", "val_accuracy"):
+    for key in ("loss", "ce", "kd", "at", "accuracy", "val_loss", "val_accuracy"):
         assert key in hist.history
+    # Validation is the student alone: no constant-zero distillation columns.
+    for key in ("val_kd", "val_at", "val_ce"):
+        assert key not in hist.history
+    assert all(v > 0 for v in hist.history["kd"] + hist.history["at"])
     for a, b in zip(t_before, teacher.weights):
         np.testing.assert_array_equal(a, b.numpy())
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(s_before, student.trainable_weights))
+
+
+def test_unused_terms_are_not_logged():
+    student, _ = _models()
+    d = Distiller(student, None, alpha=0.0)
+    d.compile(optimizer="adam", metrics=["accuracy"])
+    x = np.random.default_rng(5).uniform(size=(16, 8, 8, 1)).astype(np.float32)
+    hist = d.fit(x, np.arange(16) % 3, batch_size=8, epochs=1, verbose=0)
+    assert set(hist.history) == {"loss", "accuracy"}
+
+
+def test_compile_metrics_and_sample_weight_follow_keras():
+    """compile(metrics=...) reaches the history; sample_weight weighs every term."""
+    student, teacher = _models()
+    d = Distiller(student, teacher, alpha=0.5, temperature=2.0)
+    d.compile(optimizer=keras.optimizers.SGD(0.0),
+              metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    x = np.random.default_rng(6).uniform(size=(8, 8, 8, 1)).astype(np.float32)
+    y = np.arange(8) % 3
+    hist = d.fit(x, y, batch_size=8, epochs=1, verbose=0, validation_data=(x, y))
+    assert "top2" in hist.history and "val_top2" in hist.history
+    # fit runs the student in training mode (batch statistics), the teacher in inference.
+    s, t = student(x, training=True), teacher(x, training=False)
+    ce_i = keras.losses.sparse_categorical_crossentropy(y, s, from_logits=True).numpy()
+    kd_i = kd_loss_per_example(t, s, 2.0).numpy()
+    w = np.array([1, 0, 2, 0, 1, 0, 3, 0], np.float32)
+    # With lr 0 the weights do not move, so the logged loss is this batch's loss.
+    hist = d.fit(x, y, sample_weight=w, batch_size=8, epochs=1, verbose=0)
+    expected = 0.5 * np.sum(w * kd_i) / 8 + 0.5 * np.sum(w * ce_i) / 8
+    assert hist.history["loss"][0] == pytest.approx(expected, rel=1e-4)
+    unweighted = 0.5 * kd_i.mean() + 0.5 * ce_i.mean()
+    assert abs(expected - unweighted) > 1e-3  # the weights make a difference
+
+
+def test_kd_mode_equals_keras_distiller():
+    """alpha = 1 - student_loss_weight; T^2 KL on logits: one batch, same loss."""
+    student, teacher = _models()
+    ours = Distiller(student, teacher, alpha=0.3, temperature=2.5)
+    ours.compile(optimizer="sgd")
+    theirs = keras.distillation.Distiller(
+        teacher, student, keras.distillation.LogitsDistillation(temperature=2.5,
+                                                                loss="kl_divergence"),
+        student_loss_weight=0.7)
+    theirs.compile(optimizer="sgd",
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = tf.constant(np.random.default_rng(7).uniform(size=(6, 8, 8, 1)), tf.float32)
+    y = tf.constant([0, 1, 2, 2, 1, 0])
+    logits = student(x, training=False)
+    a = ours.compute_loss(x=x, y=y, y_pred=logits, training=True)
+    b = theirs.compute_loss(x=x, y=y, y_pred=logits, training=True)
+    # Keras clips probabilities to 1e-7 inside KLDivergence: agreement to ~1e-5.
+    assert float(a) == pytest.approx(float(b), rel=2e-4)
+    kd = float(ours.losses_for(x, y)[2])
+    ce = float(ours.losses_for(x, y)[1])
+    # The mapping matters: with alpha = student_loss_weight it would not agree.
+    assert abs((0.7 * kd + 0.3 * ce) - float(b)) > 100 * 2e-4 * float(b)
+
+
+def test_attention_transfer_loss_object_in_keras_distiller():
+    student, teacher = _models()
+    x = tf.constant(np.random.default_rng(8).uniform(size=(4, 8, 8, 1)), tf.float32)
+    y = tf.constant([0, 1, 2, 1])
+    at = AttentionTransfer("features_2", "features_2")
+    keras_d = keras.distillation.Distiller(teacher, student, [at], student_loss_weight=0.0)
+    keras_d.compile(optimizer="sgd",
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ours = Distiller(student, teacher, alpha=0.0, gamma=1.0,
+                     at_layers=[("features_2", "features_2")])
+    got = float(keras_d.compute_loss(x=x, y=y, y_pred=student(x), training=True))
+    # Keras runs the student's feature extractor in training mode (batch statistics).
+    want = float(ours.losses_for(x, y, training=True)[3])
+    assert got == pytest.approx(want, rel=1e-5) and got > 0
+    cfg = at.get_config()
+    assert AttentionTransfer.from_config(cfg).get_config() == cfg
+    with pytest.raises(ValueError, match="spatial size"):
+        AttentionTransfer("features_1", student.layers[-1].name).validate_model_compatibility(
+            teacher, student)
 
 
 def test_cached_logits_by_index():

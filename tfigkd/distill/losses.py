@@ -1,16 +1,26 @@
-"""The distillation losses of docs/method.md section 5."""
+"""The distillation losses (docs/method.md, "Losses").
+
+Each loss has a per-example form (shape ``(batch,)``), which the Distiller
+weights with ``sample_weight`` the way Keras reduces its own losses
+(``sum(w * l) / batch``), and a batch-mean form for direct use.
+"""
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
+
+
+def kd_loss_per_example(teacher_logits, student_logits, temperature):
+    """T^2 * KL(softmax(t / T) || softmax(s / T)) for each example: ``(batch,)``."""
+    t = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
+    s = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
+    return temperature ** 2 * tf.reduce_sum(tf.exp(t) * (t - s), axis=-1)
 
 
 def kd_loss(teacher_logits, student_logits, temperature):
     """T^2 * KL(softmax(t / T) || softmax(s / T)), averaged over the batch."""
-    t = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / temperature, axis=-1)
-    s = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
-    kl = tf.reduce_sum(tf.exp(t) * (t - s), axis=-1)
-    return temperature ** 2 * tf.reduce_mean(kl)
+    return tf.reduce_mean(kd_loss_per_example(teacher_logits, student_logits, temperature))
 
 
 def attention_map(features):
@@ -20,12 +30,70 @@ def attention_map(features):
     return tf.math.l2_normalize(a, axis=1)
 
 
+def at_loss_per_example(teacher_features, student_features):
+    """mean over positions of (a_t - a_s)^2 for each example: ``(batch,)``."""
+    return tf.reduce_mean(tf.square(attention_map(teacher_features)
+                                    - attention_map(student_features)), axis=1)
+
+
 def at_loss(teacher_features, student_features):
     """mean((a_t - a_s)^2) over batch and positions (Zagoruyko & Komodakis 2017)."""
-    return tf.reduce_mean(tf.square(attention_map(teacher_features) - attention_map(student_features)))
+    return tf.reduce_mean(at_loss_per_example(teacher_features, student_features))
 
 
 def ce_loss(labels, student_logits):
     """Mean sparse cross-entropy of integer labels and logits."""
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
         tf.cast(labels, tf.int64), tf.cast(student_logits, tf.float32)))
+
+
+@keras.saving.register_keras_serializable(package="tfigkd")
+class AttentionTransfer(keras.distillation.DistillationLoss):
+    """Attention transfer as a loss object for ``keras.distillation.Distiller``.
+
+    Matches the spatial attention maps (channel mean of squared activations,
+    L2-normalised) of one teacher layer and one student layer with the same
+    height and width; channel counts may differ. Use it beside
+    ``keras.distillation.LogitsDistillation``::
+
+        distiller = keras.distillation.Distiller(
+            teacher, student,
+            distillation_losses=[keras.distillation.LogitsDistillation(temperature=2.5),
+                                 AttentionTransfer("block_3_add", "features_2")],
+            distillation_loss_weights=[1.0, 0.8], student_loss_weight=0.99)
+
+    ``tfigkd.distill.pairing.auto_pairs`` finds such layer pairs.
+
+    Args:
+        teacher_layer_name: Teacher layer whose output is matched.
+        student_layer_name: Student layer whose output is matched.
+    """
+
+    def __init__(self, teacher_layer_name, student_layer_name):
+        self.teacher_layer_name = teacher_layer_name
+        self.student_layer_name = student_layer_name
+
+    def validate_model_compatibility(self, teacher, student):
+        """Both layers exist and have the same spatial size."""
+        t = teacher.get_layer(self.teacher_layer_name).output.shape
+        s = student.get_layer(self.student_layer_name).output.shape
+        if len(t) != 4 or len(s) != 4 or tuple(t[1:3]) != tuple(s[1:3]):
+            raise ValueError(
+                f"AttentionTransfer needs two 4-D feature maps of one spatial size; teacher "
+                f"layer {self.teacher_layer_name!r} gives {tuple(t)}, student layer "
+                f"{self.student_layer_name!r} gives {tuple(s)}.")
+
+    def validate_outputs(self, teacher_outputs, student_outputs):
+        keras.tree.assert_same_structure(teacher_outputs, student_outputs)
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        """The batch-mean attention-transfer loss (a scalar)."""
+        return at_loss(teacher_outputs, student_outputs)
+
+    def get_config(self):
+        return {"teacher_layer_name": self.teacher_layer_name,
+                "student_layer_name": self.student_layer_name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -9,7 +9,7 @@ import time
 import keras
 
 from tfigkd.augment import overlay_transform
-from tfigkd.augment.controls import SOURCES, overlay_maps
+from tfigkd.augment.controls import DERIVED, SOURCES, derived_settings, overlay_maps
 from tfigkd.config import config_to_dict
 from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
@@ -28,16 +28,40 @@ log = logging.getLogger(__name__)
 
 def mode_weights(mode, scfg):
     """(alpha, p, gamma) of a mode: which of KD, the overlay and AT are on."""
-    parts = set(mode.split("_"))
-    return (scfg.alpha if "kd" in parts else 0.0,
-            scfg.p if parts & set(SOURCES) else 0.0,
-            scfg.gamma if "at" in parts else 0.0)
+    parts = mode.split("_")
+    return (scfg.alpha if parts[0] == "kd" else 0.0,
+            scfg.p if overlay_source(mode) else 0.0,
+            scfg.gamma if parts[-1] == "at" else 0.0)
 
 
 def overlay_source(mode):
-    """Where a mode's overlay maps come from: "ig", or a control ("noise", "shuffled")."""
-    found = [p for p in mode.split("_") if p in SOURCES]
-    return found[0] if found else None
+    """Where a mode's overlay maps come from ("ig", "gradcam", "noise", ...), or None.
+
+    Modes read ``[kd_]<source>[_at]`` (or ``student``, ``kd``, ``at``, ``kd_at``),
+    so a source's name may itself hold underscores (``kd_ig_all_classes``).
+    """
+    parts = mode.split("_")
+    if parts[:1] == ["kd"]:
+        parts = parts[1:]
+    if parts[-1:] == ["at"]:
+        parts = parts[:-1]
+    name = "_".join(parts)
+    return name if name in SOURCES else None
+
+
+def overlay_recipe(cfg, mode, seed):
+    """What a mode's overlay maps depend on beyond the IG settings (None for ``ig``).
+
+    Stored sources: their store settings; derived controls: derivation, seed, sigma.
+    """
+    from tfigkd.attribution.sources import source_settings
+
+    source = overlay_source(mode)
+    if source in (None, "ig"):
+        return None
+    if source in DERIVED:
+        return derived_settings(source, seed, cfg.controls.noise_sigma)
+    return {"source": source, "settings": config_to_dict(source_settings(cfg, source))}
 
 
 def student_recipe(cfg):
@@ -68,7 +92,8 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
     student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
                           **scfg.model.kwargs)
     use_cache = cached is not None and scfg.teacher_mode == "cached"
-    extras = {"ig_map": overlay_maps(overlay_source(mode), maps, seed)} if p > 0 else None
+    extras = ({"ig_map": overlay_maps(overlay_source(mode), maps, seed, cfg.controls.noise_sigma)}
+              if p > 0 else None)
     transform = (overlay_transform(p, tuple(scfg.exponent_range), scfg.overlay_weight,
                                    scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None)
     train_data = training_data(splits, tcfg, seed, with_index=use_cache, extras=extras,
@@ -84,7 +109,8 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
         cached_logits=cached if (use_cache and alpha > 0) else None,
         cached_index=splits.train.index if (use_cache and alpha > 0) else None)
     distiller.compile(optimizer=build_optimizer(tcfg.optimizer, tcfg.epochs,
-                                                steps_per_epoch(len(splits.train), tcfg.batch_size)))
+                                                steps_per_epoch(len(splits.train), tcfg.batch_size)),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return distiller, train_data
 
 
@@ -98,6 +124,9 @@ def run_recipe(cfg, out_dir, splits, mode, seed):
         recipe["teacher_sha256"] = file_sha256(tpath) if os.path.exists(tpath) else None
     if p > 0:
         recipe["ig"] = config_to_dict(cfg.ig)
+        overlay = overlay_recipe(cfg, mode, seed)
+        if overlay is not None:
+            recipe["overlay"] = overlay
     return recipe
 
 
@@ -112,7 +141,8 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
         mode: One of the eight modes.
         seed: Training seed.
         teacher: The teacher (needed for kd/at modes in online mode).
-        maps: (N_train, H, W) IG maps aligned with ``splits.train`` (ig modes).
+        maps: (N_train, H, W) IG maps aligned with ``splits.train`` (ig modes),
+            or ``{source: maps}`` of stored sources (``tfigkd.attribution.sources``).
         cached: (N_train, classes) teacher logits aligned with ``splits.train``
             for ``teacher_mode: cached``.
 
@@ -142,6 +172,11 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
             recorded = {k: recipe[k] for k in ("mode", "seed") if k in recipe}
             recorded.update(fingerprint=done.get("fingerprint"), student=done["recipe"],
                             **{k: recipe[k] for k in ("teacher_sha256", "ig") if k in recipe})
+        if recorded is not None and "overlay" in recipe and "overlay" not in recorded \
+                and overlay_source(mode) in DERIVED:
+            # Written before overlay settings were recorded: made with the version-1
+            # derivation and the default sigma of that time.
+            recorded = {**recorded, "overlay": derived_settings(overlay_source(mode), seed)}
         check_same_recipe(recorded, recipe, run_dir, "a student trained",
                           "reusing it would mislabel the result; use a new --out, or delete "
                           "that folder to retrain")
