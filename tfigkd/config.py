@@ -123,11 +123,7 @@ class IGConfig:
 
 MODES = ("student", "kd", "ig", "kd_ig", "at", "kd_at", "ig_at", "kd_ig_at",
          # Controls: the overlay drawn from noise or from another image's IG map.
-         "noise", "kd_noise", "shuffled", "kd_shuffled",
-         # Other stored overlay sources: IG summed over all classes (the authors' code),
-         # Grad-CAM and SmoothGrad (tf-explain). Grammar: [kd_]<source>[_at].
-         "ig_all_classes", "kd_ig_all_classes", "gradcam", "kd_gradcam",
-         "smoothgrad", "kd_smoothgrad")
+         "noise", "kd_noise", "shuffled", "kd_shuffled")
 
 
 def _student_train():
@@ -171,41 +167,6 @@ class AblationConfig:
 
 
 @dataclass
-class ControlsConfig:
-    """Settings of the overlay sources other than IG (modes kd_gradcam, kd_noise, ...)."""
-    # Grad-CAM layer of the teacher (None: its last layer with a spatial output).
-    gradcam_layer: Optional[str] = None
-    gradcam_guided: bool = True          # tf-explain's guided gradients
-    smoothgrad_samples: int = field(default=16, metadata=_range(1, None))
-    smoothgrad_noise: float = field(default=0.15, metadata=_range(0.0, None))  # std, [0,1] pixels
-    smoothgrad_seed: int = 0
-    noise_sigma: float = field(default=2.0, metadata=_range(0.0, None))  # blur of the noise maps
-
-
-@dataclass
-class TuneConfig:
-    """``tfigkd tune``: search space and study (README, "Tuning")."""
-    mode: str = field(default="kd_ig", metadata=_choices(*MODES))
-    seed: int = 0                      # training seed of every trial
-    # Config key -> {low, high[, log, step, type: int]} or {choices: [...]};
-    # checked by tfigkd.tuning.space.check_space.
-    space: dict = field(default_factory=dict)
-    # ["val_accuracy"], or ["val_accuracy", "macs"] for a Pareto front.
-    objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
-    sampler: str = field(default="tpe", metadata=_choices("tpe", "grid", "random"))
-    sampler_seed: Optional[int] = 0
-    trials: int = field(default=20, metadata=_range(1, None))   # in total, over all workers
-    timeout_s: Optional[float] = field(default=None, metadata=_range(1, None))
-    pruner: str = field(default="median", metadata=_choices("none", "median", "hyperband"))
-    pruner_startup_trials: int = field(default=3, metadata=_range(0, None))
-    pruner_warmup_epochs: int = field(default=1, metadata=_range(0, None))
-    storage: Optional[str] = None      # an Optuna storage URL; None: sqlite in --out
-    study: Optional[str] = None        # None: the config's name
-    heartbeat_s: int = field(default=30, metadata=_range(1, None))
-    grace_s: int = field(default=120, metadata=_range(2, None))  # then a silent trial is retried
-
-
-@dataclass
 class ExportConfig:
     int8: bool = True
     calibration_images: int = field(default=256, metadata=_range(1, None))
@@ -222,8 +183,6 @@ class ExperimentConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
-    controls: ControlsConfig = field(default_factory=ControlsConfig)
-    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 # ---------------------------------------------------------------- validation
@@ -363,10 +322,6 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     cfg = _from_dict(ExperimentConfig, data, "", errors)
     if not errors:
         _check_paths(cfg, errors)
-    if not errors and cfg.tune.space:
-        from tfigkd.tuning.space import check_space
-
-        check_space(cfg, errors)
     if len(errors) == 1:
         raise ConfigError(f"Invalid config {source}: {errors[0]}")
     if errors:
