@@ -99,3 +99,49 @@ def test_cli_report_only_trains_nothing(ablated, capsys):
     assert {p: os.path.getmtime(p) for p in stamps} == stamps
     assert main(["ablate", cfg_path, "--out", out, "--modes", "kd_ij"]) == 2
     assert "not a mode" in capsys.readouterr().err
+
+
+def test_stored_and_derived_overlay_settings_are_recorded_and_checked(ablated, tmp_path):
+    import shutil
+
+    from tfigkd.errors import UserError
+    from tfigkd.experiments.student import train_student
+
+    cfg, out, _, _, _ = ablated
+    copy = str(tmp_path / "ab")
+    shutil.copytree(out, copy)
+    # A stored control (Grad-CAM via tf-explain) as an ablation mode beside the others.
+    report = ablate(cfg, copy, seeds=[0], modes=["kd_ig", "kd_gradcam"])
+    assert {r["mode"] for r in report["runs"]} == {"kd_ig", "kd_gradcam"}
+    assert os.path.exists(os.path.join(copy, "attributions", "gradcam", "manifest.json"))
+    m = json.load(open(os.path.join(copy, "students", "kd_gradcam-s0", "metrics.json")))
+    assert m["run_recipe"]["overlay"]["source"] == "gradcam"
+    assert m["run_recipe"]["overlay"]["settings"]["use_guided_grads"] is True
+    # A derived control records its derivation (seed, version) and is refused when it differs.
+    path = os.path.join(copy, "students", "kd_shuffled-s1", "metrics.json")
+    m = json.load(open(path))
+    assert m["run_recipe"]["overlay"] == {"source": "shuffled", "derived_from": "ig",
+                                          "version": 1, "seed": 1}
+    splits = load_splits(cfg.data)
+    keras_file = os.path.join(os.path.dirname(path), "student.keras")
+    stamp = os.path.getmtime(keras_file)
+    m["run_recipe"]["overlay"]["version"] = 0
+    json.dump(m, open(path, "w"))
+    with pytest.raises(UserError, match=r"overlay\.version: 0 -> 1"):
+        train_student(cfg, copy, splits, "kd_shuffled", 1)
+    # Runs from before overlay settings were recorded count as version 1 and are reused.
+    del m["run_recipe"]["overlay"]
+    json.dump(m, open(path, "w"))
+    assert train_student(cfg, copy, splits, "kd_shuffled", 1)["seed"] == 1
+    assert os.path.getmtime(keras_file) == stamp
+    # Changing the noise blur refuses a finished noise student.
+    cfg2 = config_from_dict({**_dict(cfg), "controls": {"noise_sigma": 3.0}})
+    ablate(cfg, copy, seeds=[0], modes=["noise"])
+    with pytest.raises(UserError, match=r"overlay\.sigma: 2\.0 -> 3\.0"):
+        ablate(cfg2, copy, seeds=[0], modes=["noise"])
+
+
+def _dict(cfg):
+    from tfigkd.config import config_to_dict
+
+    return config_to_dict(cfg)

@@ -73,14 +73,15 @@ def cmd_precompute_ig(args):
 
     cfg = _load(args)
     shard = parse_shard_spec(args.shard) if args.shard else (0, 1)
-    man = precompute_ig(cfg, args.out, shard=shard, verify_only=args.verify)
+    man = precompute_ig(cfg, args.out, shard=shard, verify_only=args.verify, source=args.source)
     if man is None:
         print(f"Shard {args.shard} done; other shards are still missing. When all jobs "
               f"have finished, run: tfigkd precompute-ig --config {args.config} "
-              f"--out {args.out} --verify")
+              f"--out {args.out} --source {args.source} --verify")
         return
     c = man["completeness"]
-    print(f"IG store OK: {man['count']} maps in {len(man['shards'])} shards; completeness "
+    what = "IG" if args.source == "ig" else args.source
+    print(f"{what} store OK: {man['count']} maps in {len(man['shards'])} shards; completeness "
           f"error median {c['median_rel_error']:.2%}, p90 {c['p90_rel_error']:.2%} (relative).")
 
 
@@ -265,6 +266,10 @@ def build_parser():
     p.add_argument("--shard", metavar="i/N", help="compute only part i of N (job arrays)")
     p.add_argument("--verify", action="store_true",
                    help="compute nothing: check that the shards make a whole and write the manifest")
+    p.add_argument("--source", default="ig",
+                   choices=("ig", "ig_all_classes", "gradcam", "smoothgrad"),
+                   help="which maps: the true class's IG (default, OUT/ig) or an overlay control "
+                        "stored under OUT/attributions/SOURCE")
     p.set_defaults(func=cmd_precompute_ig)
 
     p = sub.add_parser("export", help="convert a .keras model to a checked .tflite for a target")

@@ -123,7 +123,11 @@ class IGConfig:
 
 MODES = ("student", "kd", "ig", "kd_ig", "at", "kd_at", "ig_at", "kd_ig_at",
          # Controls: the overlay drawn from noise or from another image's IG map.
-         "noise", "kd_noise", "shuffled", "kd_shuffled")
+         "noise", "kd_noise", "shuffled", "kd_shuffled",
+         # Other stored overlay sources: IG summed over all classes (the authors' code),
+         # Grad-CAM and SmoothGrad (tf-explain). Grammar: [kd_]<source>[_at].
+         "ig_all_classes", "kd_ig_all_classes", "gradcam", "kd_gradcam",
+         "smoothgrad", "kd_smoothgrad")
 
 
 def _student_train():
@@ -167,6 +171,18 @@ class AblationConfig:
 
 
 @dataclass
+class ControlsConfig:
+    """Settings of the overlay sources other than IG (modes kd_gradcam, kd_noise, ...)."""
+    # Grad-CAM layer of the teacher (None: its last layer with a spatial output).
+    gradcam_layer: Optional[str] = None
+    gradcam_guided: bool = True          # tf-explain's guided gradients
+    smoothgrad_samples: int = field(default=16, metadata=_range(1, None))
+    smoothgrad_noise: float = field(default=0.15, metadata=_range(0.0, None))  # std, [0,1] pixels
+    smoothgrad_seed: int = 0
+    noise_sigma: float = field(default=2.0, metadata=_range(0.0, None))  # blur of the noise maps
+
+
+@dataclass
 class ExportConfig:
     int8: bool = True
     calibration_images: int = field(default=256, metadata=_range(1, None))
@@ -183,6 +199,7 @@ class ExperimentConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
 
 
 # ---------------------------------------------------------------- validation

@@ -11,6 +11,7 @@ import os
 TEACHER_FILE = "teacher.keras"
 TEACHER_METRICS = "teacher_metrics.json"
 IG_DIR = "ig"
+ATTRIBUTIONS_DIR = "attributions"  # stored overlay maps other than IG: attributions/<source>
 LOGITS_DIR = "teacher_logits"
 STUDENTS_DIR = "students"
 EXPORT_DIR = "export"

@@ -1,4 +1,4 @@
-"""``tfigkd precompute-ig``: the teacher's IG maps for the whole training split."""
+"""``tfigkd precompute-ig``: the teacher's IG maps (or another overlay source's) for the training split."""
 
 from __future__ import annotations
 
@@ -49,8 +49,9 @@ def make_compute_fn(teacher, ig_cfg, input_norm, mean, std):
     return compute
 
 
-def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, progress=True):
-    """Computes (or resumes, or verifies) the store of teacher IG maps.
+def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, progress=True,
+                  source="ig"):
+    """Computes (or resumes, or verifies) the store of teacher IG maps (or another source's).
 
     Args:
         cfg: ``ExperimentConfig``; the teacher is ``cfg.teacher.path`` or
@@ -63,12 +64,18 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
             checksum, the current data, teacher and IG settings, and (re)write
             the manifest (``verify_store``).
         progress: Show a progress bar.
+        source: Which maps (``tfigkd.attribution.sources.STORED_SOURCES``):
+            ``ig`` goes to ``out_dir/ig``, the others to
+            ``out_dir/attributions/<source>``, each with its own settings.
 
     Returns:
         The manifest dict, or None when other workers' shards are still missing.
     """
+    from tfigkd.attribution.sources import make_source_compute_fn, source_settings, store_dir
+
+    settings = source_settings(cfg, source)  # checks the name before any work
     splits = splits or load_splits(cfg.data)
-    store = os.path.join(out_dir, STORE_DIR)
+    store = store_dir(out_dir, source)
     # A whole-store job locks the run folder; --shard i/N workers lock only
     # their own part, so several can share one store.
     lock = (folder_lock(out_dir) if shard[1] == 1 or verify_only else
@@ -79,7 +86,6 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
             raise UserError(f"Teacher {tpath} not found; run `tfigkd train-teacher` with the "
                             "same --out first, or set teacher.path.")
         thash = file_sha256(tpath)
-        settings = ig_settings(cfg.ig)
         keys = dict(fingerprint=splits.fingerprint, teacher_hash=thash, settings=settings)
         if verify_only:
             return verify_store(store, splits.train, shard_size=cfg.ig.shard_size, **keys)
@@ -94,19 +100,46 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
         t0 = time.time()
         n = write_store(
             store, splits.train,
-            make_compute_fn(teacher, cfg.ig, cfg.teacher.train.input_norm, splits.mean, splits.std),
+            make_source_compute_fn(source, teacher, cfg, cfg.teacher.train.input_norm,
+                                   splits.mean, splits.std, settings),
             shard_size=cfg.ig.shard_size, batch_size=cfg.ig.batch_size, worker=shard,
             progress=progress, **keys)
         if n:
-            log.info("Computed %d IG shard(s) in %.1f s.", n, time.time() - t0)
+            log.info("Computed %d %s shard(s) in %.1f s.", n, source, time.time() - t0)
         if shard[1] > 1 and missing_shards(store):
             return None  # other workers still running: merge with --verify later
         return finalize_store(store)
 
 
-def load_ig_maps(cfg, out_dir, splits):
-    """The stored maps for ``splits.train``, checked against data, teacher and settings."""
-    return load_maps(os.path.join(out_dir, STORE_DIR), splits.train,
+def load_ig_maps(cfg, out_dir, splits, source="ig"):
+    """The stored maps of ``source`` for ``splits.train``, checked against data, teacher and settings."""
+    from tfigkd.attribution.sources import source_settings, store_dir
+
+    return load_maps(store_dir(out_dir, source), splits.train,
                      fingerprint=splits.fingerprint,
                      teacher_hash=file_sha256(teacher_path(cfg, out_dir)),
-                     settings=ig_settings(cfg.ig))
+                     settings=source_settings(cfg, source))
+
+
+def stored_sources(modes):
+    """The stored map sources ``modes`` overlay (derived controls need ``ig``), sorted."""
+    from tfigkd.augment.controls import DERIVED
+    from tfigkd.experiments.student import overlay_source
+
+    found = {overlay_source(m) for m in modes} - {None}
+    return sorted({"ig" if s in DERIVED else s for s in found})
+
+
+def prepare_overlay_maps(cfg, out_dir, splits, modes, progress=True):
+    """Computes (or reuses) the store of every source ``modes`` overlay and loads them.
+
+    Returns:
+        ``{source: maps}`` aligned with ``splits.train``, or None when no mode
+        has an overlay.
+    """
+    sources = stored_sources(modes)
+    out = {}
+    for source in sources:
+        precompute_ig(cfg, out_dir, splits=splits, progress=progress, source=source)
+        out[source] = load_ig_maps(cfg, out_dir, splits, source=source)
+    return out or None

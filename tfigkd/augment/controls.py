@@ -12,7 +12,14 @@ match them exactly in everything but content:
   re-ordered, so each map keeps its IG value distribution but not its layout.
 
 Both are deterministic functions of the IG maps and a seed; the seed is the
-training seed, recorded with every run.
+training seed. They are not stored: a store per seed would multiply the IG
+store's size by the number of seeds for maps that take a second to derive.
+Instead their settings (``derived_settings``: derivation, seed, sigma) are
+part of every student's run recipe, so a finished student made with other
+settings is refused rather than reused.
+
+The other sources (``ig_all_classes``, ``gradcam``, ``smoothgrad``) are
+stored like IG maps (``tfigkd.attribution.sources``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ import numpy as np
 
 from tfigkd.errors import UserError
 
-SOURCES = ("ig", "noise", "shuffled")
+STORED = ("ig", "ig_all_classes", "gradcam", "smoothgrad")
+DERIVED = ("noise", "shuffled")
+SOURCES = STORED + DERIVED
+# Bump when a derivation changes, so students made with the old one are refused.
+DERIVATION_VERSION = 1
 
 
 def shuffled_maps(maps, seed):
@@ -51,12 +62,37 @@ def noise_maps(maps, seed, sigma=2.0):
     return out
 
 
-def overlay_maps(source, maps, seed):
-    """The maps an overlay of ``source`` uses, derived from the IG ``maps``."""
-    if source == "ig":
-        return maps
+def derived_settings(source, seed, sigma=2.0):
+    """What a derived control's maps depend on besides the IG maps (recorded in run recipes)."""
+    out = {"source": source, "derived_from": "ig", "version": DERIVATION_VERSION, "seed": int(seed)}
+    if source == "noise":
+        out["sigma"] = float(sigma)
+    return out
+
+
+def overlay_maps(source, maps, seed, sigma=2.0):
+    """The maps an overlay of ``source`` uses.
+
+    Args:
+        source: One of ``SOURCES``.
+        maps: The stored maps: an array of IG maps (for ``ig`` and the derived
+            controls), or a dict ``{source: maps}`` of stored sources.
+        seed: The training seed (derived controls).
+        sigma: Blur of the ``noise`` maps, in pixels.
+    """
+    if source not in SOURCES:
+        raise UserError(f"Unknown overlay source {source!r}; use one of {', '.join(SOURCES)}.")
+    base = "ig" if source in DERIVED else source
+    if isinstance(maps, dict):
+        if base not in maps:
+            raise UserError(f"The {source} overlay needs the stored {base} maps; run "
+                            f"`tfigkd precompute-ig --source {base}` with the same --out first.")
+        maps = maps[base]
+    elif base != "ig":
+        raise UserError(f"The {source} overlay needs its stored maps (given: IG maps only); run "
+                        f"`tfigkd precompute-ig --source {source}` and pass {{source: maps}}.")
     if source == "shuffled":
         return shuffled_maps(maps, seed)
     if source == "noise":
-        return noise_maps(maps, seed)
-    raise UserError(f"Unknown overlay source {source!r}; use one of {', '.join(SOURCES)}.")
+        return noise_maps(maps, seed, sigma)
+    return maps

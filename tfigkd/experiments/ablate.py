@@ -102,7 +102,7 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
 
 
 def _run_units(cfg, out_dir, splits, todo, fraction, verbose):
-    from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
+    from tfigkd.attribution.precompute import prepare_overlay_maps
     from tfigkd.distill.logit_cache import cached_teacher_logits
     from tfigkd.experiments.student import mode_weights, train_student
     from tfigkd.experiments.teacher import train_teacher
@@ -114,10 +114,9 @@ def _run_units(cfg, out_dir, splits, todo, fraction, verbose):
         t_metrics = train_teacher(cfg, out_dir, splits=splits, verbose=verbose)
         tpath = t_metrics["model_path"]
         teacher = load_model_file(tpath, "teacher")
-        maps = cached = None
-        if any(mode_weights(m, cfg.student)[1] > 0 for m in modes):
-            precompute_ig(cfg, out_dir, splits=splits, progress=bool(verbose))
-            maps = load_ig_maps(cfg, out_dir, splits)
+        cached = None
+        # {source: maps} of every stored source the modes overlay (IG, Grad-CAM, ...).
+        maps = prepare_overlay_maps(cfg, out_dir, splits, modes, progress=bool(verbose))
         if cfg.student.teacher_mode == "cached" and any(
                 mode_weights(m, cfg.student)[0] > 0 for m in modes):
             cached = cached_teacher_logits(os.path.join(out_dir, LOGITS_DIR), tpath, splits,
@@ -131,7 +130,7 @@ def _run_units(cfg, out_dir, splits, todo, fraction, verbose):
         if unit["subset"] is not None:
             rows = subset_rows(splits, unit["subset"], fraction)
             usplits = _subset_splits(splits, rows)
-            umaps = None if maps is None else maps[rows]
+            umaps = None if maps is None else {k: v[rows] for k, v in maps.items()}
             ucached = None if cached is None else cached[rows]
         folder = unit_dir(out_dir, unit)
         m = train_student(ucfg, folder, usplits, unit["mode"], unit["seed"], teacher=teacher,

@@ -13,7 +13,8 @@ import time
 
 
 import tfigkd
-from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
+from tfigkd.attribution.precompute import (load_ig_maps, precompute_ig, prepare_overlay_maps,
+                                           stored_sources)
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits
 from tfigkd.distill.logit_cache import cached_teacher_logits
@@ -80,6 +81,8 @@ def _run_pipeline(cfg, out_dir, verbose):
         manifest = precompute_ig(cfg, out_dir, splits=splits, progress=bool(verbose))
         ig_seconds = time.time() - t_ig
         maps = load_ig_maps(cfg, out_dir, splits)
+        if stored_sources(modes) != ["ig"]:  # other stored overlay sources (kd_gradcam, ...)
+            maps = {"ig": maps, **prepare_overlay_maps(cfg, out_dir, splits, modes, bool(verbose))}
     cached = None
     if cfg.student.teacher_mode == "cached" and any(mode_weights(m, cfg.student)[0] > 0
                                                     for m in modes):
