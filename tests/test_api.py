@@ -9,7 +9,9 @@ from helpers import ROOT, tiny_run_config
 def test_import_is_light_and_names_resolve():
     code = ("import sys, tfigkd; assert 'tensorflow' not in sys.modules; "
             "tfigkd.run, tfigkd.Distiller, tfigkd.integrated_gradients, tfigkd.load_config, "
-            "tfigkd.ablate, tfigkd.IGOverlay, tfigkd.export_model, tfigkd.models.resnet8; "
+            "tfigkd.ablate, tfigkd.IGOverlay, tfigkd.export_model, tfigkd.models.resnet8, "
+            "tfigkd.callbacks.IntegratedGradientsCallback, tfigkd.callbacks.ForStudent, "
+            "tfigkd.overlay_dataset, tfigkd.AttentionTransfer; "
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

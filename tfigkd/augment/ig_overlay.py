@@ -93,3 +93,53 @@ class IGOverlay(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "p": self.p, "exponent_range": list(self.exponent_range),
                 "weight": self.weight, "seed": self.seed}
+
+
+def overlay_dataset(images, labels, maps, *, batch_size=64, p=0.1, exponent_range=(1.0, 2.0),
+                    weight=0.5, seed=0, shuffle=True):
+    """A ``tf.data`` training set with the IG overlay, for plain ``model.fit``.
+
+    Keeps each image joined to its own map through shuffling (the
+    misalignment of the authors' code cannot happen here), then overlays
+    per batch with fresh randomness every epoch::
+
+        ds = overlay_dataset(x_train, y_train, maps, p=0.1, seed=0)
+        student.fit(ds, epochs=10)          # or a tfigkd.Distiller
+
+    Args:
+        images: (N, H, W, C) uint8 images in [0, 255] or floats in [0, 1].
+        labels: (N,) integer labels.
+        maps: (N, H, W) non-negative IG maps aligned with ``images``
+            (e.g. from ``tfigkd.integrated_gradients`` + ``ig_map``).
+        batch_size, p, exponent_range, weight: See ``ig_overlay``.
+        seed: Seeds the shuffle and the overlay; different every epoch.
+        shuffle: Reshuffle the examples every epoch.
+
+    Returns:
+        A dataset of ``(images float32 in [0, 1], labels)`` batches.
+    """
+    import numpy as np
+
+    from tfigkd.errors import UserError
+
+    images, labels, maps = np.asarray(images), np.asarray(labels), np.asarray(maps, np.float32)
+    if not len(images) == len(labels) == len(maps):
+        raise UserError(f"overlay_dataset: {len(images)} images, {len(labels)} labels and "
+                        f"{len(maps)} maps; pass one map and one label per image.")
+    if maps.shape[1:] != images.shape[1:3]:
+        raise UserError(f"overlay_dataset: maps are {maps.shape[1:]} but images are "
+                        f"{images.shape[1:3]}; compute the maps at the images' size.")
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    ds = tf.data.Dataset.from_tensor_slices((images, labels, maps))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds))
+
+    def apply(batch, s):
+        x, y, m = batch
+        x = tf.cast(x, tf.float32) / scale
+        return ig_overlay(x, m, s, p=p, exponent_range=exponent_range, weight=weight), y
+
+    return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
