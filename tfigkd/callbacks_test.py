@@ -3,7 +3,6 @@ import glob
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfigkd.attribution.integrated_gradients import ig_map, integrated_gradients
 from tfigkd.augment import overlay_dataset
