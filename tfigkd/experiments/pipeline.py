@@ -38,7 +38,9 @@ def export_int8(cfg, out_dir, splits, best):
     meta_path = os.path.join(folder, f"{stem}_phone_int8.json")
     if os.path.exists(meta_path):
         meta = read_json(meta_path)
-        if meta.get("source_sha256") == file_sha256(best["keras_path"]):
+        # Files from before phone exports were app-ready (MediaPipe metadata) are redone.
+        if (meta.get("source_sha256") == file_sha256(best["keras_path"])
+                and meta.get("app_ready")):
             return _int8_summary(meta, best)
     meta = export_model(best["keras_path"], "phone", splits, quant="int8", out_dir=folder,
                         cfg=cfg, calibration_images=cfg.export.calibration_images, name=stem,
@@ -51,6 +53,7 @@ def _int8_summary(meta, best):
     return {"path": meta["path"], "bytes": meta["bytes"], "test_accuracy": lite["accuracy"],
             "keras_test_accuracy": lite["keras_accuracy"], "accuracy_drop": lite["accuracy_drop"],
             "agreement_with_keras": lite["agreement_with_keras"], "source": best["name"],
+            "mediapipe": meta["checks"].get("mediapipe"),
             "metadata": meta["path"][:-len(".tflite")] + ".json"}
 
 
@@ -87,7 +90,9 @@ def _run_pipeline(cfg, out_dir, verbose):
     if cfg.student.teacher_mode == "cached" and any(mode_weights(m, cfg.student)[0] > 0
                                                     for m in modes):
         cached = cached_teacher_logits(os.path.join(out_dir, LOGITS_DIR), t_metrics["model_path"],
-                                       splits, cfg.teacher.train.input_norm, teacher=teacher)
+                                       splits, cfg.teacher.train.input_norm, teacher=teacher,
+                                       top_k=cfg.student.logit_top_k,
+                                       temperature=cfg.student.temperature)
     students = []
     for mode in modes:
         for seed in cfg.student.seeds:

@@ -5,12 +5,16 @@ Writes, into the output folder:
   ``labels.txt``                      one class name per line, in output order
   ``{stem}_{target}_{quant}.json``    IO scale/zero point, normalisation, classes,
                                       target, ops, and every check's result
+                                      (LiteRT, and MediaPipe's ImageClassifier)
+Phone files are app-ready (``tfigkd.export.phone``): pixels in, probabilities
+out, TFLite metadata with the labels embedded.
 and for ``mcu`` also ``{stem}_model_data.h/.cc`` (the C array), and for
 ``coral`` the ``edgetpu_compiler`` output when the compiler is installed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -19,10 +23,13 @@ import numpy as np
 import tfigkd
 from tfigkd.errors import UserError
 from tfigkd.export.flatbuffer import io_details, model_ops
+from tfigkd.export.mediapipe_check import describe
 from tfigkd.export.targets import check_ram, check_static, load_profile, resolve_quant
 from tfigkd.export.tflite import convert, quantize, save_tflite, tflite_predict
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.models import check_fits_data, load_model_file
+
+log = logging.getLogger(__name__)
 
 
 def model_input_norm(model_path, cfg=None, override=None):
@@ -58,7 +65,7 @@ def _preprocess(x_uint8, norm, mean, std):
 def representative_images(splits, input_norm, count, seed=0):
     """int8 calibration inputs: ``count`` training images (seeded sample, index order),
     preprocessed as the model expects."""
-    pos = np.sort(np.random.default_rng(seed).permutation(len(splits.train))[:count])
+    pos = _calibration_rows(splits, count, seed)
     return _preprocess(splits.train.x[pos], input_norm, splits.mean, splits.std)
 
 
@@ -75,7 +82,7 @@ def litert_check(model_bytes, x, labels, keras_pred):
 
 def export_model(model_path, target, splits, quant=None, out_dir=None, input_norm=None,
                  cfg=None, calibration_images=256, check_images=None, micro_images=300,
-                 profile=None, name=None, seed=0, verbose=True):
+                 profile=None, name=None, seed=0, rgb_input=None, verbose=True):
     """Exports ``model_path`` for ``target`` and checks the file in the real interpreters.
 
     Args:
@@ -93,6 +100,9 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         profile: A loaded ``TargetProfile`` (overrides ``target``).
         name: File stem (default: the model folder's name).
         seed: Seed of the calibration sample.
+        rgb_input: App-ready exports of grayscale models: take RGB pixels and
+            convert them to luminance inside the model (default: the profile's
+            ``rgb_input``, on for phone).
 
     Returns:
         The metadata dict also written as JSON.
@@ -114,9 +124,20 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     base = os.path.join(out_dir, f"{stem}_{prof.target}_{quant}")
 
     t0 = time.time()
-    rep = representative_images(splits, norm, calibration_images, seed) if quant == "int8" else None
     io_type = prof.io_type if quant == "int8" else "float32"
-    data = convert(model, quant, rep, io_type=io_type)
+    out_type = (prof.output_type or prof.io_type) if quant == "int8" else "float32"
+    if prof.app_ready:
+        rgb = prof.rgb_input if rgb_input is None else bool(rgb_input)
+        conv_model, feed, luminance = _app_model(model, norm, splits, rgb, model_path)
+        rep = (feed(splits.train.x[_calibration_rows(splits, calibration_images, seed)])
+               if quant == "int8" else None)
+    else:
+        conv_model, feed = model, lambda x: _preprocess(x, norm, splits.mean, splits.std)
+        rep = representative_images(splits, norm, calibration_images, seed) \
+            if quant == "int8" else None
+    data = convert(conv_model, quant, rep, io_type=io_type, output_type=out_type)
+    if prof.app_ready:
+        data = _with_metadata(data, conv_model, splits, stem, prof, quant, model_path)
     convert_s = time.time() - t0
     ops, io = model_ops(data), io_details(data)
     warnings = check_static(prof, ops, io, len(data))  # raises before anything is written
@@ -127,7 +148,9 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     x_test = _preprocess(test.x, norm, splits.mean, splits.std)
     ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
     keras_acc = float((ref == test.y).mean())
-    checks["litert"], lite = litert_check(data, x_test, test.y, ref)
+    # The file runs on what it takes: pixels for app-ready files, else model inputs.
+    checks["litert"], lite = litert_check(data, feed(test.x) if prof.app_ready else x_test,
+                                          test.y, ref)
     checks["litert"].update(keras_accuracy=keras_acc,
                             accuracy_drop=keras_acc - checks["litert"]["accuracy"])
     if prof.runtime == "tflite-micro":
@@ -145,6 +168,9 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     labels = os.path.join(out_dir, "labels.txt")
     with open(labels, "w") as f:
         f.write("\n".join(splits.class_names) + "\n")
+    from tfigkd.export.mediapipe_check import mediapipe_check
+
+    checks["mediapipe"] = mediapipe_check(tflite_path, test.x, test.y, lite, splits.class_names)
     inp = io["inputs"][0]
     meta = {
         "tfigkd_version": tfigkd.__version__, "target": prof.target, "profile": prof.source,
@@ -152,7 +178,9 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         "bytes": len(data), "sha256": file_sha256(tflite_path),
         "source_model": os.path.abspath(model_path), "source_sha256": file_sha256(model_path),
         "input": inp, "output": io["outputs"][0],
-        "normalisation": _norm_doc(norm, splits, inp),
+        "normalisation": (_app_norm_doc(norm, splits, inp, luminance) if prof.app_ready
+                          else _norm_doc(norm, splits, inp)),
+        "app_ready": bool(prof.app_ready),
         "class_names": list(splits.class_names), "labels_file": os.path.abspath(labels),
         "ops": ops, "checks": checks, "warnings": warnings, "convert_seconds": convert_s,
         "calibration_images": 0 if rep is None else int(len(rep)),
@@ -167,9 +195,71 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
             t = checks["tflm"]
             print(f"TFLite Micro: arena {t['arena_bytes']:,} bytes, accuracy {t['accuracy']:.4f} "
                   f"on {t['images']} images; C array {t['c_source']}")
+        print(describe(checks["mediapipe"]))
         for w in warnings:
             print(f"note: {w}")
+    log.info("%s: %s", tflite_path, describe(checks["mediapipe"]))
     return meta
+
+
+def _calibration_rows(splits, count, seed):
+    """The training rows ``representative_images`` uses (same seeded sample)."""
+    return np.sort(np.random.default_rng(seed).permutation(len(splits.train))[:count])
+
+
+def _app_model(model, norm, splits, rgb, model_path):
+    """The app-ready wrapper and the function that makes its input from uint8 images."""
+    from tfigkd.export.mediapipe_check import rgb_pixels
+    from tfigkd.export.phone import app_model
+
+    c = model.input_shape[-1]
+    if c not in (1, 3):
+        raise UserError(f"{model_path} takes {c}-channel images, but phone apps feed RGB "
+                        "(3 channels) or grayscale (1): export it for another target.")
+    wrapped = app_model(model, norm, splits.mean, splits.std, rgb_input=rgb)
+    to_rgb = c == 1 and rgb
+
+    def feed(x_uint8):
+        x = rgb_pixels(x_uint8) if to_rgb else np.asarray(x_uint8)
+        return x.astype(np.float32)
+
+    return wrapped, feed, to_rgb
+
+
+def _with_metadata(data, app, splits, stem, prof, quant, model_path):
+    from tfigkd.export.metadata import (LABELS_FILE, classifier_metadata, embed_metadata,
+                                        pixel_input_quantization)
+
+    h, w, c = app.input_shape[1:]
+    md = classifier_metadata(
+        name=stem, description=f"{splits.name} image classifier exported by tfigkd "
+        f"{tfigkd.__version__} for {prof.target} ({quant}) from {os.path.basename(model_path)}",
+        labels_file=LABELS_FILE, num_classes=len(splits.class_names), width=w, height=h,
+        mean=[0.0] * c, std=[1.0] * c, input_min=[0.0] * c, input_max=[255.0] * c,
+        color_space="RGB" if c == 3 else "GRAYSCALE",
+        version=f"source sha256 {file_sha256(model_path)[:16]}")
+    labels = ("\n".join(splits.class_names) + "\n").encode()
+    return embed_metadata(data, md, {LABELS_FILE: labels},
+                          input_quantization=pixel_input_quantization(data))
+
+
+def _app_norm_doc(norm, splits, inp, luminance):
+    """Normalisation doc of an app-ready file: it takes pixels, the rest happens inside."""
+    doc = _norm_doc(norm, splits, {"dtype": "float32"})
+    c = inp["shape"][-1]
+    doc.pop("float_input")
+    doc.update(
+        model_input=(f"{'RGB' if c == 3 else 'grayscale'} pixel values 0..255 as they are "
+                     f"({inp['dtype']}); "
+                     + ("RGB -> luminance (0.299 R + 0.587 G + 0.114 B) and the normalisation "
+                        "happen" if luminance else "the normalisation happens")
+                     + " inside the model"),
+        output="softmax probabilities (float32), classes in labels.txt order",
+        tflite_metadata={"normalization": {"mean": [0.0] * c, "std": [1.0] * c},
+                         "labels": "labels.txt (TENSOR_AXIS_LABELS)",
+                         "color_space": "RGB" if c == 3 else "GRAYSCALE"})
+    doc["inner_model_input"] = "x = (pixel / 255 - mean) / std, per channel"
+    return doc
 
 
 def _norm_doc(norm, splits, inp):

@@ -14,6 +14,10 @@ def test_mcu_export_writes_checked_files(trained_tiny, tmp_path):
     cfg, splits, path = trained_tiny
     meta = export_model(path, "mcu", splits, out_dir=str(tmp_path), cfg=cfg, verbose=False)
     assert meta["quant"] == "int8" and meta["input"]["dtype"] == "int8"
+    assert meta["output"]["dtype"] == "int8" and not meta["app_ready"]  # MCU keeps int8 IO
+    # Per file: whether MediaPipe's ImageClassifier loads it (an MCU file: no).
+    assert meta["checks"]["mediapipe"]["loads"] is False
+    assert "INT8" in meta["checks"]["mediapipe"]["error"]
     with open(meta["path"], "rb") as f:
         data = f.read()
     assert meta["bytes"] == len(data)
@@ -38,6 +42,8 @@ def test_coral_and_phone(trained_tiny, tmp_path):
         assert any("NOT compiled" in w for w in coral["warnings"])
     phone = export_model(path, "phone", splits, out_dir=str(tmp_path), cfg=cfg, verbose=False)
     assert phone["quant"] == "fp16" and phone["input"]["dtype"] == "float32"
+    assert phone["app_ready"] and phone["checks"]["mediapipe"]["loads"] is True
+    assert not coral["app_ready"] and coral["checks"]["mediapipe"]["loads"] is False
     assert phone["checks"]["litert"]["agreement_with_keras"] >= 0.95
     with pytest.raises(TargetCheckError, match="does not take 'fp16'"):
         export_model(path, "mcu", splits, quant="fp16", out_dir=str(tmp_path), cfg=cfg)
@@ -85,6 +91,11 @@ def test_cli_export_and_clear_failure(trained_tiny, tmp_path, capsys):
     assert main(["export", "--config", str(conf), "--model", path, "--target", "phone",
                  "--quant", "int8", "--out", str(out)]) == 0
     assert (out / "run_phone_int8.tflite").exists() and (out / "labels.txt").exists()
+    printed = capsys.readouterr().out
+    assert "MediaPipe ImageClassifier loads it: top-1 agrees with LiteRT" in printed
+    saved = json.load(open(out / "run_phone_int8.json"))
+    assert saved["checks"]["mediapipe"]["loads"] is True
+    assert saved["input"]["dtype"] == "uint8" and saved["output"]["dtype"] == "float32"
     board = _profile(tmp_path, flash_bytes=1000)
     assert main(["export", "--config", str(conf), "--model", path, "--profile", board.source,
                  "--out", str(out)]) == 2

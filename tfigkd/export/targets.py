@@ -26,6 +26,13 @@ class TargetProfile:
     quants: list
     default_quant: str
     io_type: str = "int8"
+    # int8 models' output type when it differs from io_type (phone: float32 probabilities).
+    output_type: Optional[str] = None
+    # App-ready file: pixels in, softmax probabilities out, TFLite metadata with
+    # the labels, so that MediaPipe Tasks' ImageClassifier loads it as it is.
+    app_ready: bool = False
+    # For app-ready exports of grayscale models: take RGB and convert to luminance inside.
+    rgb_input: bool = False
     flash_bytes: Optional[int] = None
     ram_bytes: Optional[int] = None
     max_dims_gt1: Optional[int] = None
@@ -68,9 +75,10 @@ def load_profile(target_or_path):
         raise UserError(f"{path}: unknown keys {unknown}; allowed: {sorted(names - {'source'})}.")
     prof = TargetProfile(**data, source=os.path.abspath(path))
     bad = [q for q in prof.quants if q not in QUANTS]
-    if bad or prof.default_quant not in prof.quants or prof.io_type not in IO_TYPES:
+    if (bad or prof.default_quant not in prof.quants or prof.io_type not in IO_TYPES
+            or prof.output_type not in (None, *IO_TYPES)):
         raise UserError(f"{path}: quants must be from {QUANTS} and include default_quant; "
-                        f"io_type one of {IO_TYPES}.")
+                        f"io_type and output_type one of {IO_TYPES}.")
     return prof
 
 

@@ -17,7 +17,7 @@ QUANTS = ("fp32", "fp16", "dynamic", "int8")
 IO_TYPES = ("int8", "uint8", "float32")
 
 
-def convert(model, quant="int8", representative=None, io_type="int8"):
+def convert(model, quant="int8", representative=None, io_type="int8", output_type=None):
     """Converts a Keras model to TFLite bytes.
 
     Args:
@@ -27,6 +27,8 @@ def convert(model, quant="int8", representative=None, io_type="int8"):
             (already preprocessed as the model expects).
         io_type: For int8: the input/output tensor type, "int8", "uint8"
             (Coral flows) or "float32" (quantise/dequantise inside the model).
+        output_type: For int8: the output tensor type if not ``io_type``
+            (phone exports: uint8 pixels in, float32 probabilities out).
 
     Returns:
         The ``.tflite`` flatbuffer as bytes.
@@ -35,6 +37,9 @@ def convert(model, quant="int8", representative=None, io_type="int8"):
         raise UserError(f"quant must be one of {QUANTS}, got {quant!r}.")
     if io_type not in IO_TYPES:
         raise UserError(f"io_type must be one of {IO_TYPES}, got {io_type!r}.")
+    output_type = output_type or io_type
+    if output_type not in IO_TYPES:
+        raise UserError(f"output_type must be one of {IO_TYPES}, got {output_type!r}.")
     # from_keras_model, never from_concrete_functions: the latter silently
     # produces broken models with Keras 3 (see the project brief).
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -57,7 +62,8 @@ def convert(model, quant="int8", representative=None, io_type="int8"):
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if io_type != "float32":
             conv.inference_input_type = getattr(tf, io_type)
-            conv.inference_output_type = getattr(tf, io_type)
+        if output_type != "float32":
+            conv.inference_output_type = getattr(tf, output_type)
     # Keras' export step prints every captured variable to stdout; keep the CLI readable.
     with contextlib.redirect_stdout(io.StringIO()):
         return conv.convert()
