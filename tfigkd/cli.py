@@ -132,7 +132,25 @@ def cmd_export(args):
     export_model(args.model, prof.target, load_splits(cfg.data), quant=args.quant,
                  out_dir=args.out, input_norm=args.input_norm, cfg=cfg, profile=prof,
                  calibration_images=cfg.export.calibration_images,
-                 check_images=args.check_images, micro_images=args.micro_images)
+                 check_images=args.check_images, micro_images=args.micro_images,
+                 rgb_input=False if args.gray_input else None)
+
+
+def cmd_check_phone(args):
+    from tfigkd.data import load_splits
+    from tfigkd.export.mediapipe_check import check_phone_file, describe
+
+    if not os.path.isfile(args.tflite):
+        raise UserError(f"{args.tflite} does not exist: give an exported .tflite file.")
+    r = check_phone_file(args.tflite, load_splits(_load(args).data), args.check_images)
+    print(f"{args.tflite}: input {r['input']['dtype']} {r['input']['shape']}, output "
+          f"{r['output']['dtype']} {r['output']['shape']}; metadata "
+          f"{', '.join(r['metadata']) or 'none'}; zipped files {', '.join(r['files']) or 'none'}")
+    print(f"LiteRT accuracy {r['litert']['accuracy']:.4f} on {r['litert']['images']} test images")
+    print(describe(r["mediapipe"]))
+    if r["mediapipe"]["loads"] is False:
+        raise UserError(f"MediaPipe cannot load {args.tflite}; re-export it with "
+                        "tfigkd export --target phone.")
 
 
 def cmd_bench(args):
@@ -286,7 +304,17 @@ def build_parser():
     p.add_argument("--check-images", type=int, help="test images for the LiteRT check (default all)")
     p.add_argument("--micro-images", type=int, default=300,
                    help="test images run through TFLite Micro for the mcu target")
+    p.add_argument("--gray-input", action="store_true",
+                   help="phone: keep a grayscale model's 1-channel input (default: it takes RGB "
+                        "and converts to luminance inside; MediaPipe needs RGB)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("check-phone", help="run an exported .tflite in LiteRT and MediaPipe's "
+                                          "ImageClassifier on the test split, as an app would")
+    _add_config(p)
+    p.add_argument("tflite", help="the exported .tflite")
+    p.add_argument("--check-images", type=int, help="test images to classify (default all)")
+    p.set_defaults(func=cmd_check_phone)
 
     p = sub.add_parser("bench", help="LiteRT latency of teacher and students in each quantisation")
     _add_config(p)

@@ -198,7 +198,8 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         print(describe(checks["mediapipe"]))
         for w in warnings:
             print(f"note: {w}")
-    log.info("%s: %s", tflite_path, describe(checks["mediapipe"]))
+    else:
+        log.info("%s: %s", tflite_path, describe(checks["mediapipe"]))
     return meta
 
 

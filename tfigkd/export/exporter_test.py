@@ -96,6 +96,16 @@ def test_cli_export_and_clear_failure(trained_tiny, tmp_path, capsys):
     saved = json.load(open(out / "run_phone_int8.json"))
     assert saved["checks"]["mediapipe"]["loads"] is True
     assert saved["input"]["dtype"] == "uint8" and saved["output"]["dtype"] == "float32"
+    # Checking a file before shipping it: what an app would see.
+    assert main(["check-phone", "--config", str(conf), str(out / "run_phone_int8.tflite")]) == 0
+    printed = capsys.readouterr().out
+    assert "TFLITE_METADATA" in printed and "labels.txt" in printed
+    assert "MediaPipe ImageClassifier loads it" in printed
+    gray = tmp_path / "gray"
+    assert main(["export", "--config", str(conf), "--model", path, "--quant", "fp32",
+                 "--gray-input", "--out", str(gray), "--check-images", "8"]) == 0
+    assert main(["check-phone", "--config", str(conf), str(gray / "run_phone_fp32.tflite")]) == 2
+    assert "MediaPipe cannot load" in capsys.readouterr().err
     board = _profile(tmp_path, flash_bytes=1000)
     assert main(["export", "--config", str(conf), "--model", path, "--profile", board.source,
                  "--out", str(out)]) == 2

@@ -95,3 +95,40 @@ def describe(check):
             f"{check['agreement_with_litert']:.2%} of {check['images']} images, accuracy "
             f"{check['accuracy']:.4f}, labels {'right' if check['labels_match'] else 'WRONG'}, "
             f"scores {'in [0, 1]' if check['scores_in_0_1'] else 'OUTSIDE [0, 1]'}")
+
+
+def check_phone_file(tflite_path, splits, check_images=None):
+    """Checks an exported file the way an app would run it, before shipping.
+
+    Runs ``tflite_path`` on the test split's pixels in LiteRT and in
+    MediaPipe's ``ImageClassifier`` and reads its metadata.
+
+    Args:
+        tflite_path: A ``.tflite`` file.
+        splits: ``SplitData`` of the model's dataset (the test split is used).
+        check_images: Test images to use (None: all).
+
+    Returns:
+        Dict with ``metadata`` (entry names), ``files`` (zipped files), ``input``,
+        ``output`` (IO details), ``litert`` (accuracy on pixels) and ``mediapipe``
+        (``mediapipe_check``).
+    """
+    from tfigkd.export.flatbuffer import io_details
+    from tfigkd.export.metadata import read_metadata_summary
+    from tfigkd.export.tflite import tflite_predict
+
+    with open(tflite_path, "rb") as f:
+        data = f.read()
+    io = io_details(data)
+    test = splits.test if check_images is None else splits.test.take(
+        np.arange(min(check_images, len(splits.test))))
+    x = test.x
+    if io["inputs"][0]["shape"][-1] == 3 and x.shape[-1] == 1:
+        x = rgb_pixels(x)
+    lite = tflite_predict(data, x.astype(np.float32), batch_size=256).argmax(1)
+    report = read_metadata_summary(data)
+    report.update(input=io["inputs"][0], output=io["outputs"][0],
+                  litert={"images": int(len(x)), "accuracy": float((lite == test.y).mean())},
+                  mediapipe=mediapipe_check(tflite_path, test.x, test.y, lite,
+                                            splits.class_names))
+    return report

@@ -2,8 +2,8 @@
 
 A ``.tflite`` carries metadata in its ``metadata`` list: an entry named
 ``TFLITE_METADATA`` points at a buffer holding a ``ModelMetadata`` flatbuffer
-(schema: ``tensorflow/lite/experimental/acceleration/../metadata_schema.fbs``,
-file identifier ``M001``), and the files it names (here ``labels.txt``) are
+(schema: ``metadata_schema.fbs`` of TFLite Support, also shipped as
+``mediapipe/tasks/metadata/metadata_schema.fbs``; file identifier ``M001``), and the files it names (here ``labels.txt``) are
 appended to the ``.tflite`` as a zip archive.
 
 We build that flatbuffer with the ``flatbuffers`` package (a TensorFlow
