@@ -8,10 +8,13 @@ machine state; we report the median, p90 and spread of per-invoke times.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _interpreter(path, batch, threads):
@@ -72,7 +75,7 @@ def benchmark_tflite(models, batches=(1, 64), threads=(1, None), runs=100, warmu
                 it.invoke()
                 times[k].append(time.perf_counter() - t0)
         if progress:
-            print(f"  round {r + 1}/{rounds} done", flush=True)
+            log.info("  round %d/%d done", r + 1, rounds)
     rows = []
     for c, ts in zip(cases, times):
         ms = np.array(ts) * 1e3
@@ -147,7 +150,6 @@ def litert_benchmark(path, threads=1, runs=200, warmup=20, timeout=300):
         None when the tool is not installed (or fails; the reason is logged).
     """
     import json
-    import logging
     import shutil
     import subprocess
     import sys

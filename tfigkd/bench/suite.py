@@ -52,9 +52,9 @@ def _convert_all(entries, quants, splits, out_dir, calibration_images, check_ima
                         "check_images": check["images"]}
                 write_json(info_path, info)
             if verbose:
-                print(f"{e['name']:<10} {q:<8} {os.path.getsize(path):>10,} B  accuracy "
-                      f"{info['accuracy']:.4f} (Keras {info['keras_accuracy']:.4f}, agreement "
-                      f"{info['agreement_with_keras']:.2%})", flush=True)
+                log.info(f"{e['name']:<10} {q:<8} {os.path.getsize(path):>10,} B  accuracy "
+                         f"{info['accuracy']:.4f} (Keras {info['keras_accuracy']:.4f}, agreement "
+                         f"{info['agreement_with_keras']:.2%})")
             models.append({"name": e["name"], "role": e["role"], "quant": q, "path": path,
                            "macs": macs, "keras_accuracy": info["keras_accuracy"],
                            "accuracy": info["accuracy"],
@@ -122,5 +122,5 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
     with open(os.path.join(out_dir, "bench.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     if verbose:
-        print("\n".join(lines))
+        log.info("\n".join(lines))
     return result

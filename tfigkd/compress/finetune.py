@@ -14,6 +14,7 @@ split, with post-training int8 quantisation (PTQ) of the same student.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import time
 
@@ -23,6 +24,8 @@ import tensorflow as tf
 import tfigkd
 from tfigkd.errors import UserError
 from tfigkd.io import write_json
+
+log = logging.getLogger(__name__)
 
 METHODS = ("qat", "prune")
 
@@ -141,7 +144,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
         for cb in callbacks:
             cb.on_epoch_end(epoch)
         if verbose:
-            print(f"[{method}] epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}", flush=True)
+            log.info("[%s] epoch %d/%d: loss %.4f", method, epoch + 1, epochs, np.mean(losses))
     train_s = time.time() - t0
     pruned_share = None
     if method == "prune":
@@ -175,6 +178,6 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     result[f"{method}_minus_ptq"] = acc - ptq_acc
     write_json(os.path.join(out_dir, f"compress_{method}.json"), result)
     if verbose:
-        print(f"Keras {result['keras_accuracy']:.4f} | PTQ int8 {ptq_acc:.4f} | "
-              f"{method.upper()} int8 {acc:.4f} ({len(data):,} B) -> {path}")
+        log.info("Keras %.4f | PTQ int8 %.4f | %s int8 %.4f (%s B) -> %s",
+                 result["keras_accuracy"], ptq_acc, method.upper(), acc, f"{len(data):,}", path)
     return result
