@@ -122,6 +122,21 @@ def cmd_ablate(args):
                   f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  Holm p {c['holm_p']:.3g}")
 
 
+def cmd_tune(args):
+    from tfigkd.experiments.tune import tune
+
+    if args.trials is not None and args.trials < 1:
+        raise UserError("--trials must be at least 1.")
+    s = tune(args.config_path, args.out, trials=args.trials, storage=args.storage,
+             study_name=args.study, sampler=args.sampler, timeout_s=args.timeout,
+             overrides=args.set)
+    print(f"study {s['study']}: " + ", ".join(f"{n} {k}" for k, n in s["trials"].items() if n))
+    if s["best"]:
+        print(f"best trial {s['best']['trial']}: val_accuracy={s['best']['values'][0]:.4f} "
+              + " ".join(f"{k}={v}" for k, v in s["best"]["params"].items()))
+        print(f"{s['best_yaml']} (run it with: tfigkd run {s['best_yaml']} --out DIR)")
+
+
 def cmd_export(args):
     from tfigkd.data import load_splits
     from tfigkd.export.exporter import export_model
@@ -277,6 +292,19 @@ def build_parser():
     p.add_argument("--report", action="store_true", help="train nothing; report finished units")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("tune", help="hyperparameter search on the validation split (Optuna); "
+                                     "writes best.yaml for tfigkd run")
+    p.add_argument("config_path", metavar="CONFIG", help="experiment YAML with a tune: section")
+    p.add_argument("--out", required=True, help="tuning folder (re-run to resume)")
+    p.add_argument("--trials", type=int, help="trials in total over all workers (default tune.trials)")
+    p.add_argument("--storage", help="Optuna storage URL shared by workers (default "
+                                     "sqlite:///OUT/study.db; journal:PATH for a journal file)")
+    p.add_argument("--study", help="study name (default tune.study, else the config's name)")
+    p.add_argument("--sampler", choices=("tpe", "grid", "random"), help="default tune.sampler")
+    p.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("precompute-ig", help="compute the teacher's IG maps into a TFRecord store")
     _add_config(p)

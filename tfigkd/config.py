@@ -183,6 +183,31 @@ class ControlsConfig:
 
 
 @dataclass
+class TuneConfig:
+    """``tfigkd tune``: search space and study (README, "Tuning")."""
+    mode: str = field(default="kd_ig", metadata=_choices(*MODES))
+    seed: int = 0                      # training seed of every trial
+    # Config key -> {low, high[, log, step, type: int]} or {choices: [...]};
+    # checked by tfigkd.tuning.space.check_space.
+    space: dict = field(default_factory=dict)
+    # ["val_accuracy"], or ["val_accuracy", "macs"] for a Pareto front.
+    objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
+    # Values the first trials take ({key: value} each), e.g. the current defaults.
+    enqueue: list[dict] = field(default_factory=list)
+    sampler: str = field(default="tpe", metadata=_choices("tpe", "grid", "random"))
+    sampler_seed: Optional[int] = 0
+    trials: int = field(default=20, metadata=_range(1, None))   # in total, over all workers
+    timeout_s: Optional[float] = field(default=None, metadata=_range(1, None))
+    pruner: str = field(default="median", metadata=_choices("none", "median", "hyperband"))
+    pruner_startup_trials: int = field(default=3, metadata=_range(0, None))
+    pruner_warmup_epochs: int = field(default=1, metadata=_range(0, None))
+    storage: Optional[str] = None      # an Optuna storage URL; None: sqlite in --out
+    study: Optional[str] = None        # None: the config's name
+    heartbeat_s: int = field(default=30, metadata=_range(1, None))
+    grace_s: int = field(default=120, metadata=_range(2, None))  # then a silent trial is retried
+
+
+@dataclass
 class ExportConfig:
     int8: bool = True
     calibration_images: int = field(default=256, metadata=_range(1, None))
@@ -200,6 +225,7 @@ class ExperimentConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 # ---------------------------------------------------------------- validation
@@ -339,6 +365,10 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     cfg = _from_dict(ExperimentConfig, data, "", errors)
     if not errors:
         _check_paths(cfg, errors)
+    if not errors and cfg.tune.space:
+        from tfigkd.tuning.space import check_space
+
+        check_space(cfg, errors)
     if len(errors) == 1:
         raise ConfigError(f"Invalid config {source}: {errors[0]}")
     if errors:
