@@ -282,7 +282,7 @@ NOTEBOOKS["05_deploy"] = [
 file in the real interpreters: LiteRT for every target, TensorFlow Lite
 Micro (with the smallest tensor arena) and a C array for `mcu`. This
 notebook trains a small student, exports it, runs the files, and times
-them. See also `tflite/README.md` and `docs/deploy.md`.
+them. See also `docs/deploy.md` and the guides in `tflite/`.
 
 **Sizes.** Full: a `ds_cnn` student trained 3 epochs on 6,000 images, checks
 on 2,000 test images. Fast: 600 images, 1 epoch, 300 test images."""),
