@@ -19,6 +19,7 @@ _API = {
     "train_student": ("tfigkd.experiments.student", "train_student"),
     "precompute_ig": ("tfigkd.attribution.precompute", "precompute_ig"),
     "ablate": ("tfigkd.experiments.ablate", "ablate"),
+    "sweep": ("tfigkd.experiments.sweep", "sweep"),
     "tune": ("tfigkd.experiments.tune", "tune"),
     "check_config": ("tfigkd.experiments.check", "check_buildable"),
     "student_table": ("tfigkd.bench.students", "student_table"),

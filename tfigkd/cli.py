@@ -137,6 +137,27 @@ def cmd_tune(args):
         print(f"{s['best_yaml']} (run it with: tfigkd run {s['best_yaml']} --out DIR)")
 
 
+def cmd_sweep(args):
+    from tfigkd.attribution.store import parse_shard_spec
+    from tfigkd.config import load_config
+    from tfigkd.experiments.sweep import sweep
+
+    cfg = load_config(args.config_path, args.set)
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError("--seeds must be at least 1.")
+    report = sweep(cfg, args.out, seeds=None if args.seeds is None else range(args.seeds),
+                   modes=args.modes, shard=parse_shard_spec(args.shard) if args.shard else (0, 1),
+                   report_only=args.report)
+    print(f"{len(report['designs'])} students x {len(report['modes'])} modes; "
+          f"{os.path.join(args.out, 'sweep.md')}")
+    for note in report["notes"]:
+        print(f"note: {note}")
+    for r in report["rows"]:
+        acc = "-" if r["mean"] is None else f"{r['mean']:.4f}"
+        print(f"{r['design']:>22} {r['mode']:<12} n={r['n']:<3} test {acc}  params {r['params']:,}"
+              f"  int8 {r['int8_ms']:.3f} ms")
+
+
 def cmd_export(args):
     from tfigkd.data import load_splits
     from tfigkd.export.exporter import export_model
@@ -305,6 +326,17 @@ def build_parser():
     p.add_argument("--timeout", type=float, metavar="S", help="start no trial after S seconds")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("sweep", help="the ablation over several students (truncation depths, "
+                                     "compact designs): accuracy vs params/MACs/int8 latency")
+    p.add_argument("config_path", metavar="CONFIG", help="experiment YAML with a sweep: section")
+    p.add_argument("--out", required=True, help="sweep folder (re-run to resume)")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: student.seeds)")
+    p.add_argument("--modes", nargs="+", help="modes (default: student.modes)")
+    p.add_argument("--shard", metavar="i/N", help="run only every N-th unit from i (workers)")
+    p.add_argument("--report", action="store_true", help="train nothing; report finished units")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("precompute-ig", help="compute the teacher's IG maps into a TFRecord store")
     _add_config(p)

@@ -171,6 +171,16 @@ class AblationConfig:
 
 
 @dataclass
+class SweepConfig:
+    """``tfigkd sweep``: the students the ablation is repeated over (README, "Sweep")."""
+    # Truncation depths k: truncated_student with blocks_removed=k (the paper's compression sweep).
+    truncation_depths: list[int] = field(default_factory=lambda: [5, 11])
+    # Preset names (tfigkd.models.PRESETS, e.g. ds_cnn_m) or registered model names.
+    designs: list[str] = field(default_factory=list)
+    latency_runs: int = field(default=200, metadata=_range(5, None))  # LiteRT int8 invokes per design
+
+
+@dataclass
 class ControlsConfig:
     """Settings of the overlay sources other than IG (modes kd_gradcam, kd_noise, ...)."""
     # Grad-CAM layer of the teacher (None: its last layer with a spatial output).
@@ -225,6 +235,7 @@ class ExperimentConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 

@@ -63,7 +63,7 @@ def _subset_splits(splits, rows):
 
 
 def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=None, shard=(0, 1),
-           report_only=False, verbose=0):
+           report_only=False, verbose=0, shared_dir=None):
     """Runs this worker's units of an ablation and writes the report.
 
     Args:
@@ -76,6 +76,8 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
         shard: ``(i, N)``: run only every N-th unit starting at ``i``.
         report_only: Train nothing; build the report from finished units.
         verbose: Keras verbosity of the student runs.
+        shared_dir: Folder of the teacher, overlay map stores and logit cache
+            (default ``out_dir``); ``tfigkd sweep`` shares one between students.
 
     Returns:
         The report dict written to ``out_dir/ablation.json``.
@@ -94,14 +96,15 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
     units = ablation_units(modes, seeds, subsets)
     splits = load_splits(cfg.data)
     if not report_only:
-        _run_units(cfg, out_dir, splits, shard_units(units, shard), fraction, verbose)
+        _run_units(cfg, out_dir, splits, shard_units(units, shard), fraction, verbose,
+                   shared_dir or out_dir)
     from tfigkd.ablation.report import write_report
 
     with folder_lock(out_dir, wait=True):
         return write_report(out_dir, collect_runs(out_dir, units), units, cfg)
 
 
-def _run_units(cfg, out_dir, splits, todo, fraction, verbose):
+def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
     from tfigkd.attribution.precompute import prepare_overlay_maps
     from tfigkd.distill.logit_cache import cached_teacher_logits
     from tfigkd.experiments.student import mode_weights, train_student
@@ -110,18 +113,18 @@ def _run_units(cfg, out_dir, splits, todo, fraction, verbose):
 
     modes = {u["mode"] for u in todo}
     # The first worker prepares the shared stages; the others wait for it and reuse them.
-    with folder_lock(out_dir, wait=True):
-        t_metrics = train_teacher(cfg, out_dir, splits=splits, verbose=verbose)
+    with folder_lock(shared, wait=True):
+        t_metrics = train_teacher(cfg, shared, splits=splits, verbose=verbose)
         tpath = t_metrics["model_path"]
         teacher = load_model_file(tpath, "teacher")
         cached = None
         # {source: maps} of every stored source the modes overlay (IG, Grad-CAM, ...).
-        maps = prepare_overlay_maps(cfg, out_dir, splits, modes, progress=bool(verbose))
+        maps = prepare_overlay_maps(cfg, shared, splits, modes, progress=bool(verbose))
         if cfg.student.teacher_mode == "cached" and any(
                 mode_weights(m, cfg.student)[0] > 0 for m in modes):
-            cached = cached_teacher_logits(os.path.join(out_dir, LOGITS_DIR), tpath, splits,
+            cached = cached_teacher_logits(os.path.join(shared, LOGITS_DIR), tpath, splits,
                                            cfg.teacher.train.input_norm, teacher=teacher)
-        reference = (_teacher_val_maps(cfg, out_dir, splits, teacher, tpath)
+        reference = (_teacher_val_maps(cfg, shared, splits, teacher, tpath)
                      if cfg.ablation.agreement_images else None)
     # Units train in their own folders with the shared teacher named explicitly.
     ucfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, path=tpath))
