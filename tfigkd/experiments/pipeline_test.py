@@ -63,6 +63,7 @@ def test_summary_content(result):
     e = saved["int8"]
     assert os.path.exists(e["path"]) and e["bytes"] == os.path.getsize(e["path"])
     assert e["agreement_with_keras"] >= 0.8
+    assert e["mediapipe"]["loads"] is True  # the run's int8 file is app-ready
     assert saved["tfigkd_version"]
 
 
