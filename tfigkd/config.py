@@ -37,12 +37,14 @@ def _range(lo=None, hi=None):
 class DataConfig:
     """Where the images come from and how they are split."""
     source: str = field(default="fashion_mnist", metadata=_choices(
-        "fashion_mnist", "cifar10_tfds", "cifar10_archive", "image_folder", "numpy"))
+        "fashion_mnist", "cifar10_tfds", "cifar10_archive", "image_folder", "numpy", "tfds"))
     # Fashion-MNIST: folder of IDX .gz files (None: search the usual places).
     # cifar10_archive: the official .tar.gz or its extracted folder.
     # image_folder: folder with class sub-folders (or train/ and test/).
     # numpy: an .npz with x_train, y_train, x_test, y_test [, class_names].
+    # tfds: any tensorflow-datasets image classification set, named in data.name.
     path: Optional[str] = None
+    name: Optional[str] = None        # tfds: e.g. cifar10, imagenette/160px, oxford_flowers102
     download: bool = False            # allow tfds / Keras to download
     data_dir: Optional[str] = None    # tfds data_dir
     val_fraction: float = field(default=0.1, metadata=_range(0.0, 0.9))
@@ -93,8 +95,11 @@ class TrainConfig:
     batch_size: int = field(default=256, metadata=_range(1, None))
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # "dataset": (x/255 - mean) / std, as the teacher; "unit": x/255, as students.
-    input_norm: str = field(default="dataset", metadata=_choices("dataset", "unit"))
+    # "dataset": (x/255 - mean) / std, as the teacher; "unit": x/255, as students;
+    # a teacher trained elsewhere: "raw" (0-255, Keras Applications with built-in
+    # preprocessing), "minus_one_one" (x/127.5 - 1), "imagenet" (ImageNet mean/std).
+    input_norm: str = field(default="dataset", metadata=_choices(
+        "dataset", "unit", "raw", "minus_one_one", "imagenet"))
     seed: int = 0
     verbose: int = field(default=1, metadata=_range(0, 2))
 
@@ -105,6 +110,8 @@ class TeacherConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     # A trained teacher .keras to use instead of training one.
     path: Optional[str] = None
+    # [H, W] the teacher sees (images resized to it; None: data.image_size).
+    input_size: Optional[list[int]] = None
 
 
 @dataclass
@@ -158,6 +165,9 @@ class StudentConfig:
     # 0.7800 not; within noise, and aligned is what the method intends).
     align_geometry: bool = True
     teacher_mode: str = field(default="online", metadata=_choices("online", "cached"))
+    # teacher_mode cached with many classes: keep only the teacher's k largest logits
+    # per example (+ the log of the remaining mass); 0: all of them.
+    logit_top_k: int = field(default=0, metadata=_range(0, None))
 
 
 @dataclass
@@ -349,9 +359,16 @@ def _check_paths(cfg: ExperimentConfig, errors):
                       "data.download is false; set download: true or fix the path.")
     if (d.mean is None) != (d.std is None):
         errors.append("data.mean / data.std: give both or neither.")
+    if d.source == "tfds" and not d.name:
+        errors.append("data.name: required for source 'tfds'; set it to a tensorflow-datasets "
+                      "name, e.g. cifar10 or imagenette/160px.")
     if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
         errors.append(f"data.image_size: {d.image_size!r} must be [height, width] in pixels, "
                       "e.g. [32, 32].")
+    size = cfg.teacher.input_size
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        errors.append(f"teacher.input_size: {size!r} must be [height, width] in pixels, "
+                      "e.g. [96, 96].")
     for m in cfg.student.modes:
         if m not in MODES:
             close = difflib.get_close_matches(m, MODES, n=1)

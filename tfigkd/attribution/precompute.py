@@ -32,19 +32,28 @@ def ig_settings(ig_cfg):
 
 
 def make_compute_fn(teacher, ig_cfg, input_norm, mean, std):
-    """``fn(x_uint8, labels) -> (maps, delta, rel_error)`` for ``write_store``."""
+    """``fn(x_uint8, labels) -> (maps, delta, rel_error)`` for ``write_store``.
+
+    A teacher at another resolution than the data gets the images resized to
+    its own; its maps are resized back to the data's (``teacher_io``).
+    """
+    from tfigkd.models.teacher_io import affine, resize_images, resize_maps, teacher_size
+
     ig = IntegratedGradients(teacher, ig_cfg.output)
-    norm = (mean, std) if input_norm == "dataset" else None
+    norm = None if input_norm == "unit" else affine(input_norm, mean, std,
+                                                     teacher.input_shape[-1])
+    size = teacher_size(teacher)
 
     def compute(x_uint8, labels):
-        x = normalize(x_uint8, input_norm, mean, std).numpy()
+        data_size = tuple(x_uint8.shape[1:3])
+        x = normalize(resize_images(x_uint8, size), input_norm, mean, std).numpy()
         attr, delta = ig.attribute(x, labels, baseline=ig_cfg.baseline, n_steps=ig_cfg.n_steps,
                                    method=ig_cfg.method, return_delta=True, norm=norm,
                                    internal_batch_size=ig_cfg.internal_batch_size)
         # F(x) - F(x') = sum(IG) + delta, the scale the error is relative to.
         span = np.abs(attr.reshape(len(x), -1).sum(1) + delta)
         rel = np.abs(delta) / np.maximum(span, 1e-6)
-        return ig_map(attr, ig_cfg.reduce), delta, rel
+        return resize_maps(ig_map(attr, ig_cfg.reduce), data_size), delta, rel
 
     return compute
 
@@ -96,7 +105,7 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
                     (splits.fingerprint, thash, asdict(settings)):
                 return man  # readers check every shard's checksum when they load
         teacher = load_model_file(tpath, "teacher")
-        check_fits_data(teacher, splits, f"Teacher {tpath}")
+        check_fits_data(teacher, splits, f"Teacher {tpath}", cfg.teacher.input_size)
         t0 = time.time()
         n = write_store(
             store, splits.train,

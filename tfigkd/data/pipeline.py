@@ -22,15 +22,23 @@ def normalize(images, mode, mean=None, std=None):
     Args:
         images: Tensor (..., C).
         mode: "unit" for x / 255 (the students), "dataset" for
-            (x / 255 - mean) / std (the teacher).
+            (x / 255 - mean) / std (the teacher), "raw" for x itself (0-255
+            floats, as Keras Applications models with built-in preprocessing
+            expect), "minus_one_one" for x / 127.5 - 1, "imagenet" for the
+            ImageNet mean/std (``tfigkd.models.teacher_io.affine``).
         mean, std: Per-channel statistics for "dataset".
     """
+    from tfigkd.models.teacher_io import NORMS, affine
+
+    if mode == "raw":
+        return tf.cast(images, tf.float32)  # exact: no divide-multiply round trip
     x = tf.cast(images, tf.float32) / 255.0
     if mode == "unit":
         return x
-    if mode == "dataset":
-        return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
-    raise UserError(f"Unknown input normalisation {mode!r}; use 'unit' or 'dataset'.")
+    if mode not in NORMS:
+        raise UserError(f"Unknown input normalisation {mode!r}; use one of {', '.join(NORMS)}.")
+    m, s = affine(mode, mean, std, int(x.shape[-1]) if x.shape[-1] is not None else None)
+    return (x - tf.constant(m, tf.float32)) / tf.constant(s, tf.float32)
 
 
 def sample_geometry(batch_size, seed, pad, flip):
@@ -69,7 +77,7 @@ def apply_geometry(images, geometry, pad):
 def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
                  std=None, crop_pad=4, flip=True, seed=0, with_index=False,
                  drop_remainder=False, batch_transform=None, extras=None,
-                 epoch=0, num_epochs=1):
+                 epoch=0, num_epochs=1, image_size=None):
     """Builds the tf.data pipeline for one split.
 
     A training pipeline's order and augmentation are a pure function of
@@ -101,6 +109,9 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
         num_epochs: Training only: how many consecutive epochs it yields
             (None: without end; give ``fit`` a ``steps_per_epoch`` of
             ``steps_per_epoch(len(subset), batch_size)``).
+        image_size: (H, W) the images are resized to (bilinear) after
+            augmentation and before normalisation, e.g. a teacher's own
+            resolution (None: as stored).
 
     Returns:
         A ``tf.data.Dataset``.
@@ -116,7 +127,10 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
             batch["image"] = apply_geometry(batch["image"], geo, crop_pad)
         if batch_transform is not None:
             batch = batch_transform(batch, bseed)
-        x = normalize(batch["image"], input_norm, mean, std)
+        image = batch["image"]
+        if image_size is not None and tuple(image.shape[1:3]) != tuple(image_size):
+            image = tf.image.resize(tf.cast(image, tf.float32), image_size, antialias=True)
+        x = normalize(image, input_norm, mean, std)
         if with_index:
             return {"image": x, "index": batch["index"]}, batch["label"]
         return x, batch["label"]

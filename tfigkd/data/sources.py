@@ -98,6 +98,12 @@ def _load_raw(cfg):
         return "cifar10", cifar.load_cifar10_archive(cfg.path)
     if cfg.source == "cifar10_tfds":
         return "cifar10", cifar.load_cifar10_tfds(cfg.data_dir, cfg.download)
+    if cfg.source == "tfds":
+        from tfigkd.data.tfds_source import load_tfds
+
+        return cfg.name.replace("/", "_"), load_tfds(
+            cfg.name, cfg.data_dir, cfg.download, image_size=cfg.image_size, resize=cfg.resize,
+            color=cfg.color)
     if cfg.source == "image_folder":
         return os.path.basename(os.path.normpath(cfg.path)), folder.load_image_folder(
             cfg.path, image_size=cfg.image_size, resize=cfg.resize, color=cfg.color,
@@ -195,7 +201,7 @@ def load_splits(cfg):
         A ``SplitData`` with its training-split fingerprint.
     """
     name, (xtr, ytr, xte, yte, classes) = _load_raw(cfg)
-    if cfg.source != "image_folder" and (cfg.image_size or cfg.color):
+    if cfg.source not in ("image_folder", "tfds") and (cfg.image_size or cfg.color):
         # Folders are brought to size while decoding; other sources here.
         xtr, xte = (None if x is None else convert_arrays(
             x, cfg.image_size, cfg.resize, cfg.color, cfg.workers) for x in (xtr, xte))

@@ -83,11 +83,13 @@ class Distiller(keras.Model):
         cached_logits: Optional (N, classes) teacher logits with
             ``cached_index`` (N,) example indices; inputs must then be dicts
             with "image" and "index", and no teacher forward pass is run.
+        cached_top_k: k when ``cached_logits`` are packed top-k rows
+            (``tfigkd.distill.topk``); KD is then computed from them.
     """
 
     def __init__(self, student, teacher=None, alpha=0.01, temperature=2.5, gamma=0.0,
                  at_layers=(), teacher_mean=None, teacher_std=None, cached_logits=None,
-                 cached_index=None, **kwargs):
+                 cached_index=None, cached_top_k=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise UserError(f"alpha must be in [0, 1], got {alpha}.")
@@ -110,6 +112,8 @@ class Distiller(keras.Model):
         self._s_feat = _with_features(student, [s for s, _ in self.at_layers], "student_features")
         self._t_feat = (_with_features(teacher, [t for _, t in self.at_layers], "teacher_features")
                         if teacher is not None else None)
+        # Packed top-k rows (tfigkd.distill.topk) instead of full logits.
+        self.cached_top_k = int(cached_top_k) if cached_top_k else None
         self._cached = (IndexedRows(cached_logits, cached_index)
                         if cached_logits is not None else None)
         # Only the terms this configuration uses are logged: a constant-zero
@@ -147,6 +151,10 @@ class Distiller(keras.Model):
         return self.student(x, training=training)
 
     def _teacher_input(self, x):
+        # A teacher at its own resolution sees the batch resized to it.
+        size = tuple(self.teacher.input_shape[1:3])
+        if None not in size and tuple(x.shape[1:3]) != size:
+            x = tf.image.resize(x, size, antialias=True)
         if self.teacher_mean is None:
             return x
         return (x - tf.constant(self.teacher_mean)) / tf.constant(self.teacher_std)
@@ -174,8 +182,14 @@ class Distiller(keras.Model):
         kd = tf.constant(0.0)
         if self.alpha > 0:
             t_logits = self._cached(inputs["index"]) if self._cached is not None else t_out[0]
-            kd = _weighted_mean(kd_loss_per_example(t_logits, student_logits, self.temperature),
-                                sample_weight)
+            if self._cached is not None and self.cached_top_k:
+                from tfigkd.distill.topk import kd_loss_top_k_per_example
+
+                per = kd_loss_top_k_per_example(t_logits, student_logits, self.temperature,
+                                                self.cached_top_k)
+            else:
+                per = kd_loss_per_example(t_logits, student_logits, self.temperature)
+            kd = _weighted_mean(per, sample_weight)
         at = tf.constant(0.0)
         if self.gamma > 0:
             if student_features is None:

@@ -15,12 +15,15 @@ exact per-batch teacher.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
 from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, file_sha256, read_json, write_json
+
+log = logging.getLogger(__name__)
 
 LOGITS_FILE = "logits.npz"
 MANIFEST = "manifest.json"
@@ -58,16 +61,19 @@ class IndexedRows:
 def compute_logits(teacher, subset, input_norm, mean, std, batch_size=256):
     """Teacher logits of every image in ``subset`` (un-augmented), in its order."""
     from tfigkd.data import make_dataset
+    from tfigkd.models.teacher_io import teacher_size
 
     ds = make_dataset(subset, batch_size=batch_size, training=False, input_norm=input_norm,
-                      mean=mean, std=std)
+                      mean=mean, std=std, image_size=teacher_size(teacher))
     return np.concatenate([teacher(x, training=False).numpy() for x, _ in ds]).astype(np.float32)
 
 
-def write_logits(cache_dir, subset, logits, fingerprint, teacher_hash, input_norm):
+def write_logits(cache_dir, subset, logits, fingerprint, teacher_hash, input_norm, top_k=None):
     """Writes ``logits`` (aligned with ``subset``) and then its manifest, both atomically.
 
     The manifest is written last: its presence marks a finished cache.
+    ``top_k``: ``{"k", "temperature", "num_classes"}`` when ``logits`` are
+    packed top-k rows (``tfigkd.distill.topk``).
     """
     logits = np.asarray(logits, np.float32)
     if logits.ndim != 2 or len(logits) != len(subset):
@@ -80,6 +86,9 @@ def write_logits(cache_dir, subset, logits, fingerprint, teacher_hash, input_nor
                 "teacher_sha256": teacher_hash, "input_norm": input_norm,
                 "count": int(len(logits)), "num_classes": int(logits.shape[1]),
                 "file": LOGITS_FILE, "sha256": file_sha256(path)}
+    if top_k:
+        manifest.update(num_classes=int(top_k["num_classes"]), top_k=int(top_k["k"]),
+                        temperature=float(top_k["temperature"]))
     write_json(os.path.join(cache_dir, MANIFEST), manifest)
     return manifest
 
@@ -121,7 +130,8 @@ def load_logits(cache_dir, subset, fingerprint, teacher_hash):
     return logits[order][pos]
 
 
-def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=None):
+def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=None, top_k=0,
+                          temperature=1.0):
     """Loads the cache when it matches, else computes and writes it.
 
     Args:
@@ -130,19 +140,37 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
         splits: ``SplitData``; logits are for ``splits.train``.
         input_norm: The teacher's input normalisation.
         teacher: The loaded teacher, to avoid loading it twice.
+        top_k: Keep only the teacher's k largest logits per example, as
+            log-probabilities at ``temperature`` plus the log of the remaining
+            mass (``tfigkd.distill.topk``); 0 or >= classes: all logits.
+        temperature: The KD temperature (top-k caches depend on it).
 
     Returns:
-        (N_train, classes) float32 logits aligned with ``splits.train``.
+        (N_train, classes) float32 logits aligned with ``splits.train``, or
+        (N_train, 2k + 1) packed top-k rows when ``top_k`` is in effect.
     """
+    from tfigkd.distill.topk import cache_bytes, pack_top_k, top_k_in_effect
+
     thash = file_sha256(teacher_path)
+    k = top_k_in_effect(top_k, splits.num_classes)
+    want = (splits.fingerprint, thash, k, float(temperature) if k else None)
     if os.path.exists(os.path.join(cache_dir, MANIFEST)):
         man = read_json(os.path.join(cache_dir, MANIFEST))
-        if (man.get("fingerprint"), man.get("teacher_sha256")) == (splits.fingerprint, thash):
+        if (man.get("fingerprint"), man.get("teacher_sha256"), man.get("top_k"),
+                man.get("temperature")) == want:
             return load_logits(cache_dir, splits.train, splits.fingerprint, thash)
     if teacher is None:
         from tfigkd.models import load_model_file
 
         teacher = load_model_file(teacher_path, "teacher")
+    n, c = len(splits.train), splits.num_classes
+    log.info("Teacher-logit cache %s: %d examples x %s = %.2f MB (full: %.2f MB).", cache_dir, n,
+             f"top-{k} of {c} classes" if k else f"{c} classes", cache_bytes(n, c, k) / 1e6,
+             cache_bytes(n, c) / 1e6)
     logits = compute_logits(teacher, splits.train, input_norm, splits.mean, splits.std)
-    write_logits(cache_dir, splits.train, logits, splits.fingerprint, thash, input_norm)
+    meta = None
+    if k:
+        logits = pack_top_k(logits, k, temperature)
+        meta = {"k": k, "temperature": temperature, "num_classes": c}
+    write_logits(cache_dir, splits.train, logits, splits.fingerprint, thash, input_norm, meta)
     return logits  # computed in splits.train's order: no need to read the file back

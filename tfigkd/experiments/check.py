@@ -34,9 +34,13 @@ def check_buildable(cfg, splits=None):
     shape, classes = splits.input_shape, splits.num_classes
     if cfg.teacher.path:
         teacher = load_model_file(teacher_path(cfg, None), "teacher.path")
-        check_fits_data(teacher, splits, f"teacher.path {cfg.teacher.path}")
+        check_fits_data(teacher, splits, f"teacher.path {cfg.teacher.path}",
+                        cfg.teacher.input_size)
     else:
-        teacher = _build(cfg.teacher.model, shape, classes, "teacher.model")
+        from tfigkd.experiments.teacher import teacher_input_shape
+
+        teacher = _build(cfg.teacher.model, teacher_input_shape(cfg, splits), classes,
+                         "teacher.model")
     student = _build(cfg.student.model, shape, classes, "student.model")
     if any(mode_weights(m, cfg.student)[2] > 0 for m in cfg.student.modes):
         resolve_pairs(student, teacher, cfg.student.at_layers, cfg.student.at_pairing)

@@ -24,11 +24,14 @@ def training_data(splits, train_cfg, seed, **kwargs):
     return build
 
 
-def eval_datasets(splits, train_cfg, batch_size=None):
-    """(validation, test) pipelines with a recipe's input normalisation, un-augmented."""
+def eval_datasets(splits, train_cfg, batch_size=None, image_size=None):
+    """(validation, test) pipelines with a recipe's input normalisation, un-augmented.
+
+    ``image_size``: resize to a model's own (H, W) (e.g. ``teacher.input_size``).
+    """
     return tuple(make_dataset(getattr(splits, k), batch_size=batch_size or train_cfg.batch_size,
                               training=False, input_norm=train_cfg.input_norm, mean=splits.mean,
-                              std=splits.std) for k in ("val", "test"))
+                              std=splits.std, image_size=image_size) for k in ("val", "test"))
 
 
 def steps_per_epoch(n, batch_size):

@@ -13,6 +13,7 @@ from tfigkd.augment.controls import DERIVED, SOURCES, derived_settings, overlay_
 from tfigkd.config import config_to_dict
 from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
+from tfigkd.distill.topk import top_k_in_effect
 from tfigkd.errors import UserError
 from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, steps_per_epoch,
                                        training_data)
@@ -22,6 +23,7 @@ from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import student_dir, teacher_path
 from tfigkd.lock import folder_lock
 from tfigkd.models import build_model, count_macs, trainable_params
+from tfigkd.models.teacher_io import affine
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +100,19 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
                                    scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None)
     train_data = training_data(splits, tcfg, seed, with_index=use_cache, extras=extras,
                                batch_transform=transform, drop_remainder=drop_remainder)
-    dataset_norm = cfg.teacher.train.input_norm == "dataset"
+    # Any teacher normalisation as (u - m) / s of the student's [0, 1] input.
+    t_norm = cfg.teacher.train.input_norm
+    t_mean, t_std = (None, None) if t_norm == "unit" else affine(
+        t_norm, splits.mean, splits.std, splits.input_shape[-1])
     distiller = Distiller(
         student, teacher if (alpha > 0 and not use_cache) or gamma > 0 else None,
         alpha=alpha, temperature=scfg.temperature, gamma=gamma,
         at_layers=(resolve_pairs(student, teacher, scfg.at_layers, scfg.at_pairing)
                    if gamma > 0 and teacher is not None else ()),
-        teacher_mean=splits.mean if dataset_norm else None,
-        teacher_std=splits.std if dataset_norm else None,
+        teacher_mean=t_mean, teacher_std=t_std,
         cached_logits=cached if (use_cache and alpha > 0) else None,
-        cached_index=splits.train.index if (use_cache and alpha > 0) else None)
+        cached_index=splits.train.index if (use_cache and alpha > 0) else None,
+        cached_top_k=top_k_in_effect(scfg.logit_top_k, splits.num_classes) if use_cache else None)
     distiller.compile(optimizer=build_optimizer(tcfg.optimizer, tcfg.epochs,
                                                 steps_per_epoch(len(splits.train), tcfg.batch_size)),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

@@ -49,6 +49,13 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
         return _train_teacher(cfg, out_dir, splits, verbose, t_start)
 
 
+def teacher_input_shape(cfg, splits):
+    """(H, W, C) the teacher takes: ``teacher.input_size`` if set, else the data's."""
+    if cfg.teacher.input_size:
+        return (*map(int, cfg.teacher.input_size), splits.input_shape[-1])
+    return tuple(splits.input_shape)
+
+
 def teacher_recipe(cfg, splits):
     """What a teacher depends on: its settings (not verbosity), the data and, if adopted, the file."""
     d = config_to_dict(cfg.teacher)
@@ -76,14 +83,15 @@ def _train_teacher(cfg, out_dir, splits, verbose, t_start):
     if cfg.teacher.path:
         return _adopt_teacher(cfg, out_dir, splits, metrics_path, recipe)
     keras.utils.set_random_seed(tcfg.seed)
-    model = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
-                        **cfg.teacher.model.kwargs)
-    val_ds, test_ds = eval_datasets(splits, tcfg)
+    size = cfg.teacher.input_size
+    model = build_model(cfg.teacher.model.name, teacher_input_shape(cfg, splits),
+                        splits.num_classes, **cfg.teacher.model.kwargs)
+    val_ds, test_ds = eval_datasets(splits, tcfg, image_size=size)
     steps = steps_per_epoch(len(splits.train), tcfg.batch_size)
     optimizer = build_optimizer(tcfg.optimizer, tcfg.epochs, steps)
     classification_compile(model, optimizer)
     state = fit_resumable(
-        model, training_data(splits, tcfg, tcfg.seed), val_ds, epochs=tcfg.epochs,
+        model, training_data(splits, tcfg, tcfg.seed, image_size=size), val_ds, epochs=tcfg.epochs,
         steps_per_epoch=steps, work_dir=os.path.join(out_dir, "work", "teacher"),
         best_path=model_path, recipe=recipe, what="teacher",
         tensorboard_dir=os.path.join(out_dir, "logs", "teacher"), verbose=verbose)
@@ -103,7 +111,7 @@ def _train_teacher(cfg, out_dir, splits, verbose, t_start):
         "wall_seconds_this_run": time.time() - t_start,
         "dataset": splits.name,
         "sizes": splits.sizes(),
-        "input_shape": list(splits.input_shape),
+        "input_shape": list(teacher_input_shape(cfg, splits)),
         "input_norm": tcfg.input_norm,
         "mean": list(splits.mean),
         "std": list(splits.std),
@@ -135,17 +143,18 @@ def _adopt_teacher(cfg, out_dir, splits, metrics_path, recipe):
     """Uses the trained teacher at ``teacher.path``: checks and evaluates it, trains nothing."""
     path = teacher_path(cfg, out_dir)
     model = load_model_file(path, "teacher.path")
-    check_fits_data(model, splits, f"Teacher {path}")
+    check_fits_data(model, splits, f"Teacher {path}", cfg.teacher.input_size)
     tcfg = cfg.teacher.train
-    val_ds, test_ds = eval_datasets(splits, tcfg)
+    val_ds, test_ds = eval_datasets(splits, tcfg, image_size=cfg.teacher.input_size)
     metrics = {
         "model": cfg.teacher.model.name, "model_path": path, "adopted": True,
         "val_accuracy": evaluate_accuracy(model, val_ds),
         "test_accuracy": evaluate_accuracy(model, test_ds),
         "best_epoch": None, "epochs": 0, "trainable_params": trainable_params(model),
         "macs": count_macs(model), "train_seconds": 0.0, "wall_seconds_this_run": 0.0,
-        "dataset": splits.name, "sizes": splits.sizes(), "input_shape": list(splits.input_shape),
-        "input_norm": tcfg.input_norm, "mean": list(splits.mean), "std": list(splits.std),
+        "dataset": splits.name, "sizes": splits.sizes(),
+        "input_shape": list(teacher_input_shape(cfg, splits)), "input_norm": tcfg.input_norm,
+        "mean": list(splits.mean), "std": list(splits.std),
         "class_names": splits.class_names, "fingerprint": splits.fingerprint, "history": {},
         "recipe": recipe, "config": config_to_dict(cfg), "tfigkd_version": tfigkd.__version__,
     }

@@ -65,9 +65,14 @@ register_model("resnet8")(compact.resnet8)
 register_model("ds_cnn")(compact.ds_cnn)
 
 
-def check_fits_data(model, splits, label="Model"):
-    """Raises ``UserError`` unless ``model`` takes ``splits``' images and predicts its classes."""
-    want = (tuple(splits.input_shape), splits.num_classes)
+def check_fits_data(model, splits, label="Model", input_size=None):
+    """Raises ``UserError`` unless ``model`` takes ``splits``' images and predicts its classes.
+
+    ``input_size``: the (H, W) the model is meant to see instead of the data's
+    (``teacher.input_size``; the images are resized to it).
+    """
+    shape = tuple(splits.input_shape)
+    want = ((*map(int, input_size), shape[-1]) if input_size else shape, splits.num_classes)
     got = (tuple(model.input_shape[1:]), model.output_shape[-1])
     if got != want:
         raise UserError(f"{label} takes {got[0]} inputs and predicts {got[1]} classes, but the "
@@ -105,7 +110,7 @@ def load_model_file(path, what="model"):
         raise UserError(f"{what}: {path} is not a valid .keras archive (truncated or damaged); "
                         "copy it again or re-save the model.")
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as e:  # noqa: BLE001 - any failure here is about the file
         import re
 
@@ -118,3 +123,9 @@ def load_model_file(path, what="model"):
                             "register_keras_serializable) before loading.") from None
         raise UserError(f"{what}: {path} cannot be loaded as a Keras model "
                         f"({type(e).__name__}: {reason}); copy it again or re-save it.") from None
+    if what.startswith("teacher"):
+        # A teacher trained elsewhere may end in softmax; KD and IG need logits.
+        from tfigkd.models.teacher_io import as_logits
+
+        model = as_logits(model, what)
+    return model
