@@ -1,4 +1,4 @@
-"""``tfigkd sweep`` on tiny data: students share one teacher, accuracy vs cost with Pareto fronts."""
+"""``tfigkd sweep`` on tiny data: students share one teacher; accuracy vs cost, Pareto fronts."""
 
 import json
 import os

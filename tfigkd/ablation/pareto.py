@@ -8,8 +8,7 @@ COSTS = (("params", "parameters"), ("macs", "MACs"), ("int8_ms", "int8 latency (
 
 
 def pareto_front(points):
-    """Names of the points no other point beats: lower-or-equal cost and higher-or-equal accuracy,
-    one of them strictly.
+    """Names of the points no other point beats (cost <= and accuracy >=, one strictly).
 
     Args:
         points: ``[(name, cost, accuracy), ...]``; points with a None or NaN
@@ -26,7 +25,7 @@ def pareto_front(points):
 
 
 def sweep_table(designs, modes, results):
-    """Rows ``{design, mode, n, mean, sd, ci_low, ci_high, params, macs, int8_ms}`` per (design, mode).
+    """One row per (design, mode): test accuracy ``n, mean, sd, ci_low, ci_high`` and the costs.
 
     Args:
         designs: ``{name: cost row}`` (``params``, ``macs``, ``int8_ms``, ...).

@@ -1,4 +1,4 @@
-"""``tfigkd precompute-ig``: the teacher's IG maps (or another overlay source's) for the training split."""
+"""``tfigkd precompute-ig``: the teacher's IG maps (or another source's) for the training split."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
 
 
 def load_ig_maps(cfg, out_dir, splits, source="ig"):
-    """The stored maps of ``source`` for ``splits.train``, checked against data, teacher and settings."""
+    """The stored maps of ``source`` for ``splits.train``, checked against data, teacher, settings."""
     from tfigkd.attribution.sources import source_settings, store_dir
 
     return load_maps(store_dir(out_dir, source), splits.train,

@@ -22,6 +22,7 @@ that return raw maps are used, with the layer named (or found here).
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 import zlib
@@ -32,6 +33,8 @@ import numpy as np
 from tfigkd.attribution.store import IGSettings
 from tfigkd.errors import UserError
 from tfigkd.layout import ATTRIBUTIONS_DIR, IG_DIR
+
+log = logging.getLogger(__name__)
 
 STORED_SOURCES = ("ig", "ig_all_classes", "gradcam", "smoothgrad")
 
@@ -164,6 +167,7 @@ def _gradcam_fn(teacher, settings, prep):
     layer = settings.layer_name
     if layer == "auto":
         layer = default_gradcam_layer(teacher)
+        log.info("Grad-CAM layer: %s (the teacher's last layer with a spatial output).", layer)
     elif layer not in {lay.name for lay in teacher.layers}:
         raise UserError(f"controls.gradcam_layer: the teacher has no layer {layer!r}; name one "
                         f"of its convolutional layers, e.g. {default_gradcam_layer(teacher)!r}.")

@@ -44,7 +44,8 @@ def test_source_is_stored_fingerprinted_and_refused_on_mismatch(run, source):
     man = precompute_ig(cfg, out, splits=splits, progress=False, source=source)
     np.testing.assert_array_equal(np.random.get_state()[1], state)  # caller's RNG untouched
     folder = os.path.join(out, "attributions", source)
-    assert man["settings"]["source"] == source and os.path.exists(os.path.join(folder, "manifest.json"))
+    assert man["settings"]["source"] == source
+    assert os.path.exists(os.path.join(folder, "manifest.json"))
     maps = load_ig_maps(cfg, out, splits, source=source)
     n = len(splits.train)
     assert maps.shape == ig.shape == (n, 12, 12)

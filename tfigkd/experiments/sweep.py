@@ -34,7 +34,7 @@ COSTS_FILE = "sweep_costs.json"
 
 
 def sweep_students(scfg):
-    """``{name: (builder, kwargs)}`` of a ``SweepConfig``: ``truncated_k<k>`` first, then designs."""
+    """``{name: (builder, kwargs)}`` of a ``SweepConfig``: ``truncated_k<k>``, then the designs."""
     from tfigkd.models import PRESETS, available_models
 
     out = {f"truncated_k{k}": ("truncated_student", {"blocks_removed": int(k)})
