@@ -78,8 +78,9 @@ def fit_image(im, size, resize):
         return im.resize((w, h), Image.BILINEAR)
     if resize == "crop":
         scale = max(w / src_w, h / src_h)
-        cw, ch = w / scale, h / scale
-        left, top = (src_w - cw) / 2, (src_h - ch) / 2
+        # Clamped: float rounding can push the box a hair outside the image.
+        cw, ch = min(src_w, w / scale), min(src_h, h / scale)
+        left, top = max(0.0, (src_w - cw) / 2), max(0.0, (src_h - ch) / 2)
         return im.resize((w, h), Image.BILINEAR, box=(left, top, left + cw, top + ch))
     if resize == "pad":
         scale = min(w / src_w, h / src_h)
@@ -109,7 +110,9 @@ def _decode(path, size, resize, mode):
             if im.mode.startswith("I;16") or im.mode == "I":
                 im = Image.fromarray((np.asarray(im, np.float64) / 257.0).round()
                                      .clip(0, 255).astype(np.uint8))
-            return _to_array(fit_image(im.convert(mode), size, resize))
+            im = im.convert(mode)
+    # Outside ``reading``: a resize failure is a bug, not a damaged file.
+    return _to_array(fit_image(im, size, resize))
 
 
 def _header(path):

@@ -148,3 +148,13 @@ def test_array_sources_resized_and_coloured(tmp_path):
     # pad: 12x12 -> 16x16 centred, 2 black columns each side.
     assert sd.train.x[:, :, :2].max() == 0 and sd.train.x[:, :, -2:].max() == 0
     assert sd.fingerprint != base.fingerprint
+
+
+def test_crop_and_pad_any_aspect_ratio():
+    # Float rounding once pushed the crop box outside the image (found by the benchmark).
+    for w in range(64, 200, 3):
+        for h in range(64, 200, 11):
+            im = Image.new("RGB", (w, h))
+            for size in ((64, 64), (160, 160), (17, 29)):
+                for policy in ("crop", "pad"):
+                    assert images.fit_image(im, size, policy).size == (size[1], size[0])
