@@ -163,7 +163,8 @@ def embed_metadata(model_bytes, metadata, files, input_quantization=None):
     # (central directory offsets count from the start of the file).
     with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as z:
         for name, data in files.items():
-            z.writestr(name, data)
+            # A fixed timestamp: the same model gives the same bytes (and sha256).
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     return out.getvalue()
 
 

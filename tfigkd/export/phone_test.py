@@ -1,5 +1,6 @@
 """App-ready phone exports, checked with a real client: MediaPipe Tasks' ImageClassifier."""
 
+import io
 import json
 import zipfile
 
@@ -60,6 +61,10 @@ def test_luminance_front_keeps_gray_pictures_exact():
     rgb = np.stack([pixels] * 3, -1)
     got = rgb @ w[0, 0].astype(np.float64) + b
     np.testing.assert_allclose(got[:, 0], (pixels / 255 - 0.3) / 0.2, atol=1e-5)
+    # Pure red, green, blue frames: BT.601 luminance 0.299 / 0.587 / 0.114.
+    got = np.eye(3) * 255 @ w[0, 0].astype(np.float64) + b
+    np.testing.assert_allclose(got[:, 0], (np.array([0.299, 0.587, 0.114]) - 0.3) / 0.2,
+                               atol=1e-5)
     w, b = input_affine(3, 3, "unit", None, None)
     np.testing.assert_allclose(w[0, 0], np.eye(3) / 255) and np.testing.assert_array_equal(b, 0)
 
@@ -124,10 +129,23 @@ def test_without_mediapipe_it_says_not_checked(monkeypatch, tmp_path):
     assert check["loads"] == "not checked" and "pip install" in check["error"]
 
 
-def test_embed_refuses_a_second_metadata(trained_tiny, tmp_path):
-    cfg, splits, path = trained_tiny
-    meta = export_model(path, "phone", splits, quant="fp32", out_dir=str(tmp_path), cfg=cfg,
-                        verbose=False, check_images=5)
-    data = open(meta["path"], "rb").read()
+def test_embedding_is_deterministic_and_refuses_a_second_metadata(monkeypatch):
+    import time
+
+    import keras
+
+    from tfigkd.export.tflite import convert
+
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    raw = convert(model, "fp32")
+    md = classifier_metadata("m", "d", "labels.txt", 2, 4, 4, [0] * 3, [1] * 3, [0] * 3,
+                             [255] * 3)
+    once = embed_metadata(raw, md, {"labels.txt": b"a\nb\n"})
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)  # an export an hour later
+    assert embed_metadata(raw, md, {"labels.txt": b"a\nb\n"}) == once  # same sha256 each export
+    with zipfile.ZipFile(io.BytesIO(once)) as z:
+        assert z.read("labels.txt") == b"a\nb\n"
     with pytest.raises(ValueError, match="already has TFLite metadata"):
-        embed_metadata(data, b"", {})
+        embed_metadata(once, md, {})
