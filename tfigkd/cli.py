@@ -160,16 +160,17 @@ def cmd_sweep(args):
 
 def cmd_export(args):
     from tfigkd.data import load_splits
-    from tfigkd.export.exporter import export_model
+    from tfigkd.export.exporter import export_model, export_summary
     from tfigkd.export.targets import load_profile
 
     cfg = _load(args)
     prof = load_profile(args.profile or args.target)
-    export_model(args.model, prof.target, load_splits(cfg.data), quant=args.quant,
-                 out_dir=args.out, input_norm=args.input_norm, cfg=cfg, profile=prof,
-                 calibration_images=cfg.export.calibration_images,
-                 check_images=args.check_images, micro_images=args.micro_images,
-                 rgb_input=False if args.gray_input else None)
+    meta = export_model(args.model, prof.target, load_splits(cfg.data), quant=args.quant,
+                        out_dir=args.out, input_norm=args.input_norm, cfg=cfg, profile=prof,
+                        calibration_images=cfg.export.calibration_images,
+                        check_images=args.check_images, micro_images=args.micro_images,
+                        rgb_input=False if args.gray_input else None, verbose=False)
+    print("\n".join(export_summary(meta)))
 
 
 def cmd_check_phone(args):

@@ -8,11 +8,10 @@ epoch whose state.json was written; a half-written checkpoint is never read.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
-
-import logging
 
 import keras
 
@@ -43,6 +42,10 @@ class _EpochState(keras.callbacks.Callback):
         self.work_dir, self.state, self.monitor = work_dir, state, monitor
         self.on_best, self.t_offset = on_best, t_offset
         self.t0 = time.time()
+        self.t_epoch = self.t0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t_epoch = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -63,6 +66,9 @@ class _EpochState(keras.callbacks.Callback):
         st.update(epoch=epoch + 1, weights=os.path.basename(ckpt),
                   seed_states=_seed_states(self.model),
                   train_seconds=self.t_offset + time.time() - self.t0)
+        # Wall time of the whole epoch: its steps, validation and the saves
+        # above (benchmarks/pipeline_efficiency.py compares it with the bare step).
+        st.setdefault("epoch_seconds", []).append(time.time() - self.t_epoch)
         write_json(os.path.join(self.work_dir, "state.json"), st)
         if old and old != st["weights"]:
             try:

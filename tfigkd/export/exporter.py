@@ -187,20 +187,23 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         "data_fingerprint": splits.fingerprint,
     }
     write_json(base + ".json", meta)
-    if verbose:
-        c = checks["litert"]
-        print(f"{tflite_path}: {len(data):,} bytes; LiteRT accuracy {c['accuracy']:.4f} "
-              f"(Keras {c['keras_accuracy']:.4f}, agreement {c['agreement_with_keras']:.2%})")
-        if "tflm" in checks:
-            t = checks["tflm"]
-            print(f"TFLite Micro: arena {t['arena_bytes']:,} bytes, accuracy {t['accuracy']:.4f} "
-                  f"on {t['images']} images; C array {t['c_source']}")
-        print(describe(checks["mediapipe"]))
-        for w in warnings:
-            print(f"note: {w}")
-    else:
-        log.info("%s: %s", tflite_path, describe(checks["mediapipe"]))
+    for line in export_summary(meta):
+        log.log(logging.INFO if verbose else logging.DEBUG, "%s", line)
     return meta
+
+
+def export_summary(meta):
+    """Human-readable lines about one export (what ``tfigkd export`` prints)."""
+    c = meta["checks"]["litert"]
+    lines = [f"{meta['path']}: {meta['bytes']:,} bytes; LiteRT accuracy {c['accuracy']:.4f} "
+             f"(Keras {c['keras_accuracy']:.4f}, agreement {c['agreement_with_keras']:.2%})"]
+    if "tflm" in meta["checks"]:
+        t = meta["checks"]["tflm"]
+        lines.append(f"TFLite Micro: arena {t['arena_bytes']:,} bytes, accuracy "
+                     f"{t['accuracy']:.4f} on {t['images']} images; C array {t['c_source']}")
+    lines.append(describe(meta["checks"]["mediapipe"]))
+    lines += [f"note: {w}" for w in meta["warnings"]]
+    return lines
 
 
 def _calibration_rows(splits, count, seed):
