@@ -61,6 +61,9 @@ class DataConfig:
     color: Optional[str] = field(default=None, metadata=_choices("rgb", "grayscale"))
     cache_dir: Optional[str] = None   # decoded image-folder cache (None: ~/.cache/tfigkd)
     workers: int = field(default=0, metadata=_range(0, None))  # decoder threads (0: cores, <= 8)
+    # Image folders decoded larger than this stream from the disk cache (None: RAM / 4;
+    # 0: always stream).
+    memory_budget_mb: Optional[float] = field(default=None, metadata=_range(0.0, None))
 
 
 @dataclass
@@ -166,8 +169,9 @@ class StudentConfig:
     align_geometry: bool = True
     teacher_mode: str = field(default="online", metadata=_choices("online", "cached"))
     # teacher_mode cached with many classes: keep only the teacher's k largest logits
-    # per example (+ the log of the remaining mass); 0: all of them.
-    logit_top_k: int = field(default=0, metadata=_range(0, None))
+    # per example (+ the log of the remaining mass); null: all of them (and runs
+    # recorded before this key existed still match).
+    logit_top_k: Optional[int] = field(default=None, metadata=_range(1, None))
 
 
 @dataclass

@@ -116,11 +116,29 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
     Returns:
         A ``tf.data.Dataset``.
     """
-    columns = {"image": subset.x, "label": subset.y.astype(np.int64),
-               "index": subset.index.astype(np.int64), **(extras or {})}
+    lazy = hasattr(subset.x, "read")  # streamed from the disk cache (tfigkd.data.lazy)
+    columns = {"label": subset.y.astype(np.int64), "index": subset.index.astype(np.int64),
+               **(extras or {})}
+    if lazy:
+        # Each batch reads its rows by position; the rest is as in memory.
+        columns["position"] = np.arange(len(subset), dtype=np.int64)
+        image_shape = tuple(subset.x.shape[1:])
+
+        def with_images(batch):
+            batch = dict(batch)
+            image = tf.numpy_function(subset.x.read, [batch.pop("position")], tf.uint8,
+                                      stateful=False)
+            image.set_shape((None, *image_shape))
+            batch["image"] = image
+            return batch
+    else:
+        columns["image"] = subset.x
+
+        def with_images(batch):
+            return dict(batch)
 
     def transform(batch, bseed):
-        batch = dict(batch)
+        batch = with_images(batch)
         if training and (crop_pad or flip):
             geo = sample_geometry(tf.shape(batch["image"])[0], bseed, crop_pad, flip)
             batch["geometry"] = geo
@@ -135,12 +153,16 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
             return {"image": x, "index": batch["index"]}, batch["label"]
         return x, batch["label"]
 
+    # Streamed data: a bounded number of float batches in flight (AUTOTUNE
+    # buffers as many as it likes, which is what the memory budget rules out).
+    parallel, ahead = (1, 1) if lazy else (AUTOTUNE, AUTOTUNE)
     if not training:
-        ds = tf.data.Dataset.from_tensor_slices(columns).cache()
+        ds = tf.data.Dataset.from_tensor_slices(columns)
+        ds = ds if lazy else ds.cache()
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(lambda b: transform(b, tf.zeros([2], tf.int64)),
-                    num_parallel_calls=AUTOTUNE, deterministic=True)
-        return ds.prefetch(AUTOTUNE)
+                    num_parallel_calls=parallel, deterministic=True)
+        return ds.prefetch(ahead)
     n = len(subset)
     batches = n // batch_size if drop_remainder else -(-n // batch_size)
     if batches < 1:
@@ -165,5 +187,5 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
 
     stop = np.iinfo(np.int64).max if num_epochs is None else epoch + num_epochs
     ds = tf.data.Dataset.range(epoch, stop).flat_map(epoch_batches)
-    ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return ds.prefetch(AUTOTUNE)
+    ds = ds.map(transform, num_parallel_calls=parallel, deterministic=True)
+    return ds.prefetch(ahead)

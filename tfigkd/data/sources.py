@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -9,8 +10,11 @@ import numpy as np
 
 from tfigkd.data import cifar, folder, idx
 from tfigkd.data.images import convert_arrays
+from tfigkd.data.lazy import LazyRows, memory_budget_bytes
 from tfigkd.data.split import Subset, fingerprint, stratified_split, stratified_subset
 from tfigkd.errors import UserError
+
+log = logging.getLogger(__name__)
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -138,7 +142,8 @@ def _check_arrays(x, y, what):
     return x, y
 
 
-def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_names=None):
+def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_names=None,
+                 stream=False):
     """Splits in-memory arrays as ``load_splits`` does (for notebooks and tests).
 
     Args:
@@ -148,18 +153,25 @@ def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_nam
         cfg: A ``DataConfig`` (fractions, subsets, seed, mean/std).
         name: Dataset name (selects known normalisation constants).
         class_names: Optional class names.
+        stream: The images are ``np.load(..., mmap_mode="r")`` arrays to be
+            read on demand (``tfigkd.data.lazy.LazyRows``), not copied.
 
     Returns:
         A ``SplitData``. Train/val indices refer to positions in ``x_train``;
         test indices to positions in ``x_test`` (or ``x_train`` when carved).
     """
+    raw_train, raw_test = x_train, x_test
     x_train, y_train = _check_arrays(x_train, y_train, "training")
+    if stream:
+        x_train = LazyRows.from_memmap(raw_train)
     full = Subset(x_train, y_train, np.arange(len(y_train), dtype=np.int64))
     if x_test is None:
         keep, held = stratified_split(y_train, cfg.test_fraction, cfg.seed + 7919)
         test, full = full.take(held), full.take(keep)
     else:
         x_test, y_test = _check_arrays(x_test, y_test, "test")
+        if stream:
+            x_test = LazyRows.from_memmap(raw_test)
         test = Subset(x_test, y_test, np.arange(len(y_test), dtype=np.int64))
     if cfg.train_subset:
         # The subset is drawn before the validation carve, so the validation
@@ -182,13 +194,33 @@ def split_arrays(x_train, y_train, x_test, y_test, cfg, name="arrays", class_nam
     elif name in KNOWN_STATS and len(KNOWN_STATS[name][0]) == train.x.shape[-1]:
         mean, std = KNOWN_STATS[name]
     else:
-        pix = train.x.reshape(-1, train.x.shape[-1]).astype(np.float64) / 255.0
-        mean, std = tuple(pix.mean(0).round(4)), tuple(pix.std(0).round(4))
+        mean, std = _pixel_stats(train.x)
     if len(mean) != train.x.shape[-1]:
         raise UserError(f"data.mean has {len(mean)} values but the images have "
                         f"{train.x.shape[-1]} channels.")
     return SplitData(name, train, val, test, class_names, tuple(mean), tuple(std),
                      fingerprint(train))
+
+
+def _pixel_stats(x):
+    """Per-channel mean and std of uint8 images in [0, 1], rounded to 4 places.
+
+    From per-channel histograms of the 256 pixel values (exact sums, no
+    float copy of the images), in blocks of ~16 MB, so it also works on
+    images streamed from the disk cache.
+    """
+    c = x.shape[-1]
+    counts = np.zeros((c, 256), np.int64)
+    step = max(1, (16 << 20) // max(1, int(np.prod(x.shape[1:]))))
+    for s in range(0, len(x), step):
+        block = np.asarray(x[s:s + step]).reshape(-1, c)
+        for ch in range(c):
+            counts[ch] += np.bincount(block[:, ch], minlength=256)
+    v = np.arange(256, dtype=np.float64) / 255.0
+    n = counts.sum(1)
+    mean = counts @ v / n
+    var = counts @ (v ** 2) / n - mean ** 2
+    return tuple(mean.round(4)), tuple(np.sqrt(np.maximum(var, 0.0)).round(4))
 
 
 def load_splits(cfg):
@@ -201,12 +233,21 @@ def load_splits(cfg):
         A ``SplitData`` with its training-split fingerprint.
     """
     name, (xtr, ytr, xte, yte, classes) = _load_raw(cfg)
+    stream = False
+    if cfg.source == "image_folder":
+        size = xtr.nbytes + (0 if xte is None else xte.nbytes)
+        budget = memory_budget_bytes(cfg.memory_budget_mb)
+        stream = size > budget
+        if stream:
+            log.info("%s: %.0f MB of images exceed the %.0f MB memory budget; streaming them "
+                     "from the disk cache.", cfg.path, size / 1e6, budget / 1e6)
     if cfg.source not in ("image_folder", "tfds") and (cfg.image_size or cfg.color):
         # Folders are brought to size while decoding; other sources here.
         xtr, xte = (None if x is None else convert_arrays(
             x, cfg.image_size, cfg.resize, cfg.color, cfg.workers) for x in (xtr, xte))
     try:
-        return split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes)
+        return split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes,
+                            stream=stream)
     except UserError as e:
         # Name the data the user configured, not just the array.
         where = os.path.expanduser(cfg.path) if cfg.path else f"data.source {cfg.source}"

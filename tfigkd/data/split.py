@@ -19,7 +19,9 @@ class Subset:
         return len(self.y)
 
     def take(self, positions):
-        return Subset(self.x[positions], self.y[positions], self.index[positions])
+        # Images streamed from the disk cache (LazyRows) are selected, not read.
+        x = self.x.take(positions) if hasattr(self.x, "read") else self.x[positions]
+        return Subset(x, self.y[positions], self.index[positions])
 
 
 def stratified_split(labels, fraction, seed):
@@ -68,6 +70,9 @@ def fingerprint(subset: Subset) -> str:
     h = hashlib.sha256(b"tfigkd-fingerprint-v1")
     h.update(str(subset.x.shape[1:]).encode())
     h.update(np.ascontiguousarray(subset.index[order], "<i8").tobytes())
-    h.update(np.ascontiguousarray(subset.x[order]).tobytes())
+    # In blocks of ~16 MB: the same bytes as the whole array, without a second copy of it.
+    step = max(1, (16 << 20) // max(1, int(np.prod(subset.x.shape[1:]))))
+    for s in range(0, len(order), step):
+        h.update(np.ascontiguousarray(subset.x[order[s:s + step]]).tobytes())
     h.update(np.ascontiguousarray(subset.y[order], "<i8").tobytes())
     return h.hexdigest()
