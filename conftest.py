@@ -4,9 +4,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # Decoded image-folder caches of the tests go to a temporary folder, not ~/.cache.
 if "TFIGKD_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["TFIGKD_CACHE_DIR"] = tempfile.mkdtemp(prefix="tfigkd-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["TFIGKD_CACHE_DIR"], True)
 
 import pytest  # noqa: E402
 
