@@ -29,6 +29,9 @@ _API = {
     "IGOverlay": ("tfigkd.augment.ig_overlay", "IGOverlay"),
     "UserError": ("tfigkd.errors", "UserError"),
     "models": ("tfigkd.models", None),
+    "callbacks": ("tfigkd.callbacks", None),
+    "overlay_dataset": ("tfigkd.augment.ig_overlay", "overlay_dataset"),
+    "AttentionTransfer": ("tfigkd.distill.losses", "AttentionTransfer"),
 }
 
 __all__ = ["__version__", *_API]

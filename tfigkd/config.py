@@ -105,6 +105,9 @@ class TrainConfig:
         "dataset", "unit", "raw", "minus_one_one", "imagenet"))
     seed: int = 0
     verbose: int = field(default=1, metadata=_range(0, 2))
+    # BatchNorm statistics re-estimated on this many training images before each
+    # validation (tfigkd/models/batchnorm.py); 0 keeps the moving averages.
+    precise_bn_images: int = field(default=1024, metadata=_range(0, None))
 
 
 @dataclass
@@ -129,6 +132,12 @@ class IGConfig:
     batch_size: int = field(default=32, metadata=_range(1, None))        # images per IG call
     internal_batch_size: int = field(default=512, metadata=_range(1, None))  # interpolations per pass
     shard_size: int = field(default=1000, metadata=_range(1, None))
+    # Adaptive steps: start with start_steps and double, per image, until the
+    # completeness error is <= rtol * |F(x) - F(x')| + atol, up to n_steps.
+    adaptive: bool = False
+    start_steps: int = field(default=8, metadata=_range(1, None))
+    rtol: float = field(default=0.01, metadata=_range(0.0, None))
+    atol: float = field(default=1e-4, metadata=_range(0.0, None))
 
 
 MODES = ("student", "kd", "ig", "kd_ig", "at", "kd_at", "ig_at", "kd_ig_at",

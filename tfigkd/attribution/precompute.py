@@ -11,7 +11,8 @@ import numpy as np
 
 from tfigkd.attribution.integrated_gradients import IntegratedGradients, ig_map
 from tfigkd.attribution.store import (MANIFEST, IGSettings, finalize_store, load_maps,
-                                      missing_shards, verify_store, write_store)
+                                      missing_shards, stored_settings, verify_store,
+                                      write_store)
 from tfigkd.data import load_splits, normalize
 from tfigkd.errors import UserError
 from tfigkd.io import file_sha256, read_json
@@ -28,7 +29,9 @@ def ig_settings(ig_cfg):
     """The ``IGSettings`` recorded in (and checked against) a store."""
     return IGSettings(n_steps=ig_cfg.n_steps, method=ig_cfg.method, baseline=ig_cfg.baseline,
                       output=ig_cfg.output, reduce=ig_cfg.reduce,
-                      internal_batch_size=ig_cfg.internal_batch_size)
+                      internal_batch_size=ig_cfg.internal_batch_size,
+                      adaptive=ig_cfg.adaptive, start_steps=ig_cfg.start_steps,
+                      rtol=ig_cfg.rtol, atol=ig_cfg.atol)
 
 
 def make_compute_fn(teacher, ig_cfg, input_norm, mean, std):
@@ -47,9 +50,16 @@ def make_compute_fn(teacher, ig_cfg, input_norm, mean, std):
     def compute(x_uint8, labels):
         data_size = tuple(x_uint8.shape[1:3])
         x = normalize(resize_images(x_uint8, size), input_norm, mean, std).numpy()
-        attr, delta = ig.attribute(x, labels, baseline=ig_cfg.baseline, n_steps=ig_cfg.n_steps,
-                                   method=ig_cfg.method, return_delta=True, norm=norm,
-                                   internal_batch_size=ig_cfg.internal_batch_size)
+        if ig_cfg.adaptive:
+            attr, delta, _ = ig.attribute_adaptive(
+                x, labels, baseline=ig_cfg.baseline, rtol=ig_cfg.rtol, atol=ig_cfg.atol,
+                start_steps=min(ig_cfg.start_steps, ig_cfg.n_steps), max_steps=ig_cfg.n_steps,
+                method=ig_cfg.method, internal_batch_size=ig_cfg.internal_batch_size, norm=norm)
+        else:
+            attr, delta = ig.attribute(x, labels, baseline=ig_cfg.baseline,
+                                       n_steps=ig_cfg.n_steps, method=ig_cfg.method,
+                                       return_delta=True, norm=norm,
+                                       internal_batch_size=ig_cfg.internal_batch_size)
         # F(x) - F(x') = sum(IG) + delta, the scale the error is relative to.
         span = np.abs(attr.reshape(len(x), -1).sum(1) + delta)
         rel = np.abs(delta) / np.maximum(span, 1e-6)
@@ -101,7 +111,7 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
         mpath = os.path.join(store, MANIFEST)
         if os.path.exists(mpath):
             man = read_json(mpath)
-            if (man["fingerprint"], man["teacher_sha256"], man["settings"]) == \
+            if (man["fingerprint"], man["teacher_sha256"], stored_settings(man["settings"])) == \
                     (splits.fingerprint, thash, asdict(settings)):
                 return man  # readers check every shard's checksum when they load
         teacher = load_model_file(tpath, "teacher")

@@ -98,7 +98,8 @@ def source_settings(cfg, source):
     ig_kw = dict(n_steps=ig.n_steps, method=ig.method, baseline=ig.baseline, output=ig.output,
                  reduce=ig.reduce, internal_batch_size=ig.internal_batch_size)
     if source == "ig":
-        return IGSettings(**ig_kw)
+        return IGSettings(**ig_kw, adaptive=ig.adaptive, start_steps=ig.start_steps,
+                          rtol=ig.rtol, atol=ig.atol)
     if source == "ig_all_classes":
         return IGAllClassesSettings(**ig_kw)
     c = cfg.controls

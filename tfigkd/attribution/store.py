@@ -48,6 +48,22 @@ class IGSettings:
     output: str = "logits"
     reduce: str = "sum_abs"
     internal_batch_size: int = 512
+    # Adaptive steps (n_steps is then the cap); absent in stores made before.
+    adaptive: bool = False
+    start_steps: int = 8
+    rtol: float = 0.01
+    atol: float = 1e-4
+
+
+def stored_settings(d):
+    """Settings read from a store, with defaults for keys added after it was written.
+
+    Stores made before adaptive IG existed were made with fixed steps, which
+    is what the defaults of the newer keys say.
+    """
+    if isinstance(d, dict) and "n_steps" in d:  # IG-type settings (other sources differ)
+        return {**asdict(IGSettings()), **d}
+    return d
 
 
 def shard_name(k, n):
@@ -192,6 +208,7 @@ def verify_store(store_dir, subset, *, fingerprint, teacher_hash, settings, shar
 def _check_existing(store_dir, meta):
     for side in glob.glob(os.path.join(store_dir, "shard-*.json")):
         old = read_json(side)
+        old["settings"] = stored_settings(old.get("settings"))
         for key in ("fingerprint", "teacher_sha256", "settings", "shard_size", "num_shards"):
             if old.get(key) != meta[key]:
                 if isinstance(meta[key], dict) and isinstance(old.get(key), dict):
@@ -321,7 +338,7 @@ def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=Non
         raise StoreMismatchError(
             f"IG maps in {store_dir} were computed with another teacher (sha256 "
             f"{man['teacher_sha256'][:12]} vs {teacher_hash[:12]}). Recompute them.")
-    if settings is not None and man["settings"] != asdict(settings):
+    if settings is not None and stored_settings(man["settings"]) != asdict(settings):
         raise StoreMismatchError(f"IG maps in {store_dir} used settings {man['settings']}, "
                                  f"the config asks for {asdict(settings)}. Recompute them.")
     h, w = man["map_shape"]

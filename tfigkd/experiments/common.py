@@ -34,6 +34,22 @@ def eval_datasets(splits, train_cfg, batch_size=None, image_size=None):
                               std=splits.std, image_size=image_size) for k in ("val", "test"))
 
 
+def precise_bn_data(splits, train_cfg, seed, image_size=None, batch_size=128):
+    """Training images for re-estimating BatchNorm statistics, in the model's input space.
+
+    A fixed, seeded sample of ``train_cfg.precise_bn_images`` training images
+    (un-augmented), as a dataset of batches; None when the setting is 0.
+    """
+    n = min(train_cfg.precise_bn_images, len(splits.train))
+    if n <= 0:
+        return None
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng([seed, 0xB4]).permutation(len(splits.train))[:n])
+    return make_dataset(splits.train.take(rows), batch_size=batch_size, training=False,
+                        input_norm=train_cfg.input_norm, mean=splits.mean, std=splits.std,
+                        image_size=image_size)
+
 def steps_per_epoch(n, batch_size):
     return max(1, math.ceil(n / batch_size))
 

@@ -112,7 +112,7 @@ def check_same_recipe(recorded, recipe, folder, what, fix):
 
 def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_dir, best_path,
                   recipe=None, what="run", monitor="val_accuracy", callbacks=(), verbose=1,
-                  tensorboard_dir=None, save_best=save_inference_copy):
+                  tensorboard_dir=None, save_best=save_inference_copy, bn_data=None):
     """Trains a compiled model, resuming from ``work_dir`` when it holds a state.
 
     Resuming is exact: the weights, the optimiser state (slots and
@@ -140,6 +140,11 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
         verbose: Keras ``fit`` verbosity.
         tensorboard_dir: If given, TensorBoard logs are written there.
         save_best: ``fn(model, path)`` that saves the best model.
+        bn_data: Training images (array or dataset of batches) on which
+            BatchNorm statistics are re-estimated before every validation
+            (``tfigkd.models.batchnorm.PreciseBatchNorm``), so validation, the
+            best-epoch choice and the saved model use statistics that match
+            the weights; None keeps Keras' moving averages.
 
     Returns:
         The state dict: ``epoch``, ``history`` (per-epoch metrics over all
@@ -185,6 +190,12 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
     if state["epoch"] < epochs:
         cbs = [_EpochState(work_dir, state, monitor,
                            lambda m: save_best(m, best_path), state["train_seconds"])]
+        if bn_data is not None:
+            from tfigkd.models.batchnorm import PreciseBatchNorm
+
+            # First, so that without validation data its epoch-end re-estimation
+            # still precedes the checkpoint.
+            cbs.insert(0, PreciseBatchNorm(bn_data))
         if tensorboard_dir:
             cbs.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
         model.fit(train_data(state["epoch"], epochs - state["epoch"]), validation_data=val_ds,

@@ -15,8 +15,8 @@ from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
 from tfigkd.distill.topk import top_k_in_effect
 from tfigkd.errors import UserError
-from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, steps_per_epoch,
-                                       training_data)
+from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, precise_bn_data,
+                                       steps_per_epoch, training_data)
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
@@ -196,7 +196,8 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
         work_dir=os.path.join(run_dir, "work"), best_path=spath, recipe=recipe,
         what=f"student {mode}-s{seed}",
         tensorboard_dir=os.path.join(out_dir, "logs", f"{mode}-s{seed}"),
-        verbose=verbose, save_best=lambda m, path: save_inference_copy(m.student, path))
+        verbose=verbose, save_best=lambda m, path: save_inference_copy(m.student, path),
+        bn_data=precise_bn_data(splits, tcfg, seed))
     best = keras.models.load_model(spath)
     metrics = {
         "name": f"{scfg.model.name}-{mode}-s{seed}", "mode": mode, "seed": seed,

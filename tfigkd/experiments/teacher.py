@@ -12,7 +12,8 @@ import tfigkd
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits
 from tfigkd.experiments.common import (classification_compile, eval_datasets,
-                                       evaluate_accuracy, steps_per_epoch, training_data)
+                                       evaluate_accuracy, precise_bn_data, steps_per_epoch,
+                                       training_data)
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
@@ -94,7 +95,8 @@ def _train_teacher(cfg, out_dir, splits, verbose, t_start):
         model, training_data(splits, tcfg, tcfg.seed, image_size=size), val_ds, epochs=tcfg.epochs,
         steps_per_epoch=steps, work_dir=os.path.join(out_dir, "work", "teacher"),
         best_path=model_path, recipe=recipe, what="teacher",
-        tensorboard_dir=os.path.join(out_dir, "logs", "teacher"), verbose=verbose)
+        tensorboard_dir=os.path.join(out_dir, "logs", "teacher"), verbose=verbose,
+        bn_data=precise_bn_data(splits, tcfg, tcfg.seed, image_size=size))
 
     best = keras.models.load_model(model_path)
     test_acc = evaluate_accuracy(best, test_ds)

@@ -86,6 +86,7 @@ class BatchNormEstimator:
             batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
         sums, count = None, 0
         for x in batches:
+            x = x[0] if isinstance(x, (tuple, list)) else x  # (images, labels) batches
             x = x["image"] if isinstance(x, dict) else x
             got = self._fn(tf.convert_to_tensor(x, tf.float32))
             vals = [(m.numpy().astype(np.float64), v.numpy().astype(np.float64)) for m, v in got]
@@ -114,13 +115,15 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
     Args:
         images: (N, H, W, C) training images in the model's input space (a
-            fixed sample; 1,000 or so are plenty).
-        batch_size: Forward-pass batch size.
+            fixed sample; 1,000 or so are plenty), or a ``tf.data`` dataset
+            of such batches (or of ``(images, labels)`` batches).
+        batch_size: Forward-pass batch size (arrays).
     """
 
     def __init__(self, images, batch_size=128):
         super().__init__()
-        self.images = np.asarray(images, np.float32)
+        self.images = (images if isinstance(images, tf.data.Dataset)
+                       else np.asarray(images, np.float32))
         self.batch_size = int(batch_size)
         self._estimator = None
         self._in_fit_epoch = False
@@ -138,7 +141,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         if self._estimator is None or self._estimator.model is not self._target():
             self._estimator = BatchNormEstimator(self._target())
         n = self._estimator(self.images, self.batch_size)
-        log.debug("Re-estimated %d BatchNorm layers on %d images.", n, len(self.images))
+        log.debug("Re-estimated the statistics of %d BatchNorm layers.", n)
 
     def on_epoch_end(self, epoch, logs=None):
         # No validation this epoch: re-estimate anyway, so the checkpoint
