@@ -8,6 +8,7 @@ a kill continues where it stopped.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 
@@ -29,23 +30,117 @@ from tfigkd.models import load_model_file
 log = logging.getLogger(__name__)
 
 
-def export_int8(cfg, out_dir, splits, best):
-    """Exports the best student to int8 TFLite (phone profile) and checks it in LiteRT."""
+def _export(cfg, out_dir, splits, keras_path, target, quant, stem):
+    """One checked export into ``out_dir/export``, reused when its source is unchanged."""
     from tfigkd.export.exporter import export_model
 
-    stem = os.path.basename(os.path.dirname(best["keras_path"]))
     folder = os.path.join(out_dir, EXPORT_DIR)
-    meta_path = os.path.join(folder, f"{stem}_phone_int8.json")
+    meta_path = os.path.join(folder, f"{stem}_{target}_{quant}.json")
     if os.path.exists(meta_path):
         meta = read_json(meta_path)
-        # Files from before phone exports were app-ready (MediaPipe metadata) are redone.
-        if (meta.get("source_sha256") == file_sha256(best["keras_path"])
-                and meta.get("app_ready")):
-            return _int8_summary(meta, best)
-    meta = export_model(best["keras_path"], "phone", splits, quant="int8", out_dir=folder,
-                        cfg=cfg, calibration_images=cfg.export.calibration_images, name=stem,
+        # Phone files from before they were app-ready (MediaPipe metadata) are redone.
+        if (meta.get("source_sha256") == file_sha256(keras_path)
+                and (target != "phone" or meta.get("app_ready"))):
+            return meta
+    return export_model(keras_path, target, splits, quant=quant, out_dir=folder, cfg=cfg,
+                        calibration_images=cfg.export.calibration_images, name=stem,
                         verbose=False)
-    return _int8_summary(meta, best)
+
+
+def export_int8(cfg, out_dir, splits, best):
+    """Exports the best student to int8 TFLite (phone profile) and checks it in LiteRT."""
+    stem = os.path.basename(os.path.dirname(best["keras_path"]))
+    return _int8_summary(_export(cfg, out_dir, splits, best["keras_path"], "phone", "int8", stem),
+                         best)
+
+
+def deploy(cfg, out_dir, splits, best, teacher_path):
+    """int8 exports of the best student for every ``export.targets`` (+ latency vs the teacher).
+
+    Returns:
+        ``{"targets": {target: checks}, "latency": rows or None}``; each target's
+        checks come from the real interpreters (LiteRT; TFLite Micro for mcu).
+    """
+    stem = os.path.basename(os.path.dirname(best["keras_path"]))
+    out = {"targets": {}, "latency": None}
+    metas = {}
+    for target in cfg.export.targets:
+        meta = _export(cfg, out_dir, splits, best["keras_path"], target, "int8", stem)
+        metas[target] = meta
+        row = {"path": meta["path"], "bytes": meta["bytes"],
+               "litert_accuracy": meta["checks"]["litert"]["accuracy"],
+               "agreement_with_keras": meta["checks"]["litert"]["agreement_with_keras"]}
+        if "tflm" in meta["checks"]:
+            t = meta["checks"]["tflm"]
+            row.update(tflm_accuracy=t["accuracy"], tflm_images=t["images"],
+                       arena_bytes=t["arena_bytes"], c_source=t["c_source"])
+        if target == "phone":
+            row["mediapipe_loads"] = (meta["checks"].get("mediapipe") or {}).get("loads")
+        out["targets"][target] = row
+    if cfg.export.latency:
+        out["latency"] = _latency(cfg, out_dir, splits, best, teacher_path, metas, stem)
+    return out
+
+
+def _latency(cfg, out_dir, splits, best, teacher_path, metas, stem):
+    """LiteRT latency (batch 1, 1 thread) of teacher fp32/int8 and student int8, interleaved."""
+    from tfigkd.bench.latency import benchmark_tflite
+
+    files = []
+    for quant in ("fp32", "int8"):
+        m = _export(cfg, out_dir, splits, teacher_path, "phone", quant, "teacher")
+        files.append({"name": f"teacher_{quant}", "role": "teacher", "quant": quant,
+                      "path": m["path"]})
+    student_meta = metas.get("phone") or _export(cfg, out_dir, splits, best["keras_path"],
+                                                 "phone", "int8", stem)
+    files.append({"name": "student_int8", "role": "student", "quant": "int8",
+                  "path": student_meta["path"]})
+    rows = benchmark_tflite(files, batches=(1,), threads=(1,), runs=cfg.export.latency_runs,
+                            warmup=max(10, cfg.export.latency_runs // 10), progress=False)
+    by = {r["name"]: r for r in rows}
+    keep = ("name", "quant", "bytes", "median_ms", "p90_ms", "iqr_ms", "runs")
+    return {"rows": [{k: r[k] for k in keep} for r in rows],
+            "speedup_vs_teacher_fp32": by["teacher_fp32"]["median_ms"] / by["student_int8"]["median_ms"],
+            "speedup_vs_teacher_int8": by["teacher_int8"]["median_ms"] / by["student_int8"]["median_ms"],
+            "setting": "LiteRT, phone files (pixels in, probabilities out), batch 1, 1 thread, "
+                       "median of the timed invokes after warm-up"}
+
+
+def mode_statistics(students, teacher_test_accuracy):
+    """Paired statistics of the modes over seeds, and the warnings a reader needs.
+
+    Returns:
+        ``{"modes": {mode: {metric: describe}}, "comparisons": [...],
+        "warnings": [...]}`` (``tfigkd.ablation.report.summarize``), or None
+        when no mode has two seeds.
+    """
+    from tfigkd.ablation.report import _clean, summarize
+
+    seeds = {}
+    for s in students:
+        seeds.setdefault(s["mode"], set()).add(s["seed"])
+    if max(len(v) for v in seeds.values()) < 2:
+        return None
+    rows = [{"mode": s["mode"], "seed": s["seed"], "subset": None,
+             "val_accuracy": s["val_accuracy"], "test_accuracy": s["test_accuracy"],
+             "agreement_spearman": None, "agreement_iou": None} for s in students]
+    modes, comparisons = summarize(rows, resamples=2000)
+    warnings = []
+    plain = modes.get("student", {}).get("test_accuracy")
+    if plain and teacher_test_accuracy <= plain["mean"]:
+        warnings.append(f"The teacher ({teacher_test_accuracy:.4f}) is not better than the plain "
+                        f"student ({plain['mean']:.4f} mean over seeds): KD cannot help here.")
+    for c in comparisons:
+        if c["metric"] != "test_accuracy" or c["b"] != "student":
+            continue
+        sds = [modes[m]["test_accuracy"]["sd"] for m in (c["a"], "student")]
+        spread = max((v for v in sds if not math.isnan(v)), default=0.0)
+        ci = (c["ci_low"], c["ci_high"])
+        if abs(c["mean_diff"]) <= spread or any(math.isnan(v) for v in ci) or ci[0] <= 0 <= ci[1]:
+            warnings.append(f"{c['a']} vs student: the difference ({c['mean_diff']:+.4f}) is "
+                            f"inside the seed spread (sd {spread:.4f}) or its 95 % CI includes "
+                            f"0: no evidence either way with n = {c['n']} seeds.")
+    return _clean({"modes": modes, "comparisons": comparisons, "warnings": warnings})
 
 
 def _int8_summary(meta, best):
@@ -100,6 +195,10 @@ def _run_pipeline(cfg, out_dir, verbose):
                                           maps=maps, cached=cached, verbose=verbose))
     best = max(students, key=lambda m: m["val_accuracy"])  # chosen on validation, never test
     export = export_int8(cfg, out_dir, splits, best) if cfg.export.int8 else None
+    deployed = (deploy(cfg, out_dir, splits, best, t_metrics["model_path"])
+                if cfg.export.int8 and (cfg.export.latency or cfg.export.targets != ["phone"])
+                else None)
+    statistics = mode_statistics(students, t_metrics["test_accuracy"])
     summary = {
         "tfigkd_version": tfigkd.__version__,
         "config_name": cfg.name,
@@ -114,6 +213,9 @@ def _run_pipeline(cfg, out_dir, verbose):
                                       "keras_path", "alpha", "p", "gamma")} for s in students],
         "best_student": best["name"],
         "int8": export,
+        "deploy": deployed,
+        "statistics": statistics,
+        "warnings": statistics["warnings"] if statistics else [],
         "wall_seconds_this_run": time.time() - t0,
         "config": config_to_dict(cfg),
     }

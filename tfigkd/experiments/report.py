@@ -65,8 +65,10 @@ def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg)
     if maps is not None:
         plot_ig_grid(os.path.join(plots, "ig_grid.png"), splits, maps)
     t = summary["teacher"]
-    lines = [f"# {cfg.name}: results", "",
-             f"Data: {summary['dataset']}, sizes {summary['sizes']}, fingerprint "
+    lines = [f"# {cfg.name}: results", ""]
+    for w in summary.get("warnings") or []:
+        lines += [f"**Warning: {w}**", ""]
+    lines += [f"Data: {summary['dataset']}, sizes {summary['sizes']}, fingerprint "
              f"`{summary['fingerprint'][:16]}`. tfigkd {summary['tfigkd_version']}.", "",
              "| model | mode | seed | params | MACs | val acc | test acc | train s |",
              "|---|---|---|---|---|---|---|---|",
@@ -83,6 +85,8 @@ def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg)
         lines += ["", f"int8 TFLite: `{os.path.basename(e['path'])}`, {e['bytes']:,} bytes, "
                   f"test accuracy {e['test_accuracy']:.4f} in LiteRT (Keras "
                   f"{e['keras_test_accuracy']:.4f}, agreement {e['agreement_with_keras']:.2%})."]
+    lines += _statistics_lines(summary.get("statistics"))
+    lines += _deploy_lines(summary.get("deploy"))
     comp = summary["ig"]["completeness"]
     if comp:
         lines += ["", f"IG ({summary['ig']['settings']['method']}, {summary['ig']['settings']['n_steps']} "
@@ -93,3 +97,62 @@ def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg)
         lines += ["", "![IG maps and overlays](plots/ig_grid.png)"]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def _num(v, fmt="{:.4f}"):
+    return "-" if v is None else fmt.format(v)
+
+
+def _statistics_lines(st):
+    """Mean ± sd per mode over seeds and paired tests against ``student``."""
+    if not st:
+        return []
+    lines = ["", "## Modes over seeds", "",
+             "| mode | n | test acc mean ± sd | min | max | vs student: diff [95 % CI] | "
+             "t p | Wilcoxon p | Holm p |", "|---|---|---|---|---|---|---|---|---|"]
+    comps = {c["a"]: c for c in st["comparisons"]
+             if c["metric"] == "test_accuracy" and c["b"] == "student"}
+    for mode, m in st["modes"].items():
+        t = m.get("test_accuracy")
+        if not t:
+            continue
+        c = comps.get(mode)
+        vs = (f"{c['mean_diff']:+.4f} [{_num(c['ci_low'], '{:+.4f}')}, "
+              f"{_num(c['ci_high'], '{:+.4f}')}]" if c else "-")
+        lines.append(f"| {mode} | {t['n']} | {t['mean']:.4f} ± {_num(t['sd'])} | "
+                     f"{t['min']:.4f} | {t['max']:.4f} | {vs} | "
+                     f"{_num(c and c.get('t_p'), '{:.3g}')} | "
+                     f"{_num(c and c.get('wilcoxon_p'), '{:.3g}')} | "
+                     f"{_num(c and c.get('holm_p'), '{:.3g}')} |")
+    n = max((t["test_accuracy"]["n"] for t in st["modes"].values() if "test_accuracy" in t),
+            default=0)
+    lines += ["", f"Paired by seed (same initialisation, data order and augmentation). With "
+              f"n = {n} seeds these tests are **low-powered**: an exact Wilcoxon test cannot "
+              "reach p < 0.05 below 6 pairs, and only differences of several seed standard "
+              "deviations can show. `tfigkd ablate` runs the same comparison with more seeds."]
+    return lines
+
+
+def _deploy_lines(dep):
+    """The int8 files per target with their interpreter checks, and the latency table."""
+    if not dep:
+        return []
+    lines = ["", "## Deployment (best student, int8)", "",
+             "| target | file | bytes | LiteRT acc | TFLite Micro acc (images) | arena | "
+             "MediaPipe loads |", "|---|---|---|---|---|---|---|"]
+    for target, r in dep["targets"].items():
+        tflm = (f"{r['tflm_accuracy']:.4f} ({r['tflm_images']})" if "tflm_accuracy" in r else "-")
+        arena = f"{r['arena_bytes']:,}" if "arena_bytes" in r else "-"
+        lines.append(f"| {target} | `{os.path.basename(r['path'])}` | {r['bytes']:,} | "
+                     f"{r['litert_accuracy']:.4f} | {tflm} | {arena} | "
+                     f"{r.get('mediapipe_loads', '-')} |")
+    lat = dep.get("latency")
+    if lat:
+        lines += ["", f"Latency ({lat['setting']}):", "",
+                  "| model | bytes | median ms | p90 ms | IQR ms | runs |", "|---|---|---|---|---|---|"]
+        for r in lat["rows"]:
+            lines.append(f"| {r['name']} | {r['bytes']:,} | {r['median_ms']:.4f} | "
+                         f"{r['p90_ms']:.4f} | {r['iqr_ms']:.4f} | {r['runs']} |")
+        lines += ["", f"Student int8 speed-up: **{lat['speedup_vs_teacher_fp32']:.1f}x** vs the "
+                  f"fp32 teacher, **{lat['speedup_vs_teacher_int8']:.1f}x** vs the int8 teacher."]
+    return lines
