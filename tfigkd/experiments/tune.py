@@ -134,10 +134,13 @@ def tune(config, out_dir, trials=None, storage=None, study_name=None, sampler=No
     os.makedirs(out_dir, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = t.storage or f"sqlite:///{os.path.abspath(os.path.join(out_dir, STUDY_DB))}"
-    store = open_storage(url, t)
     name = t.study or cfg.name
     signature = study_signature(cfg, params)
-    study, created = open_study(store, name, url, t, params, signature)
+    # Workers started together on a new SQLite file would race to create its
+    # tables and the study; one at a time they do not (other databases lock themselves).
+    with _sqlite_lock(url):
+        store = open_storage(url, t)
+        study, created = open_study(store, name, url, t, params, signature)
     target = grid_size(params) if t.sampler == "grid" else t.trials
     target = min(t.trials, target)
 
@@ -189,6 +192,17 @@ def study_signature(cfg, params):
     sig = {"space": space_signature(params), "mode": t["mode"], "seed": t["seed"],
            "objectives": t["objectives"], "sampler": t["sampler"], "config": base}
     return json.loads(json.dumps(sig))  # tuples -> lists, as stored
+
+
+def _sqlite_lock(url):
+    """A lock beside a local SQLite storage file (a no-op for other storages)."""
+    import contextlib
+
+    prefix = "sqlite:///"
+    folder = os.path.dirname(url[len(prefix):]) if url.startswith(prefix) else ""
+    if not folder or not os.path.isdir(folder):
+        return contextlib.nullcontext()
+    return folder_lock(folder, ".tfigkd-tune-storage.lock", wait=True)
 
 
 def open_storage(url, t):
@@ -611,11 +625,9 @@ def _plots(study, out_dir, objectives):
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
                 ax = fn(study, **kwargs)
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-            fig.set_size_inches(max(6.4, fig.get_size_inches()[0]), 4.8)
-            fig.tight_layout()
             path = os.path.join(out_dir, fname)
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=100, format="png")
+                fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
             plt.close(fig)
             done.append(fname)
         except (ValueError, RuntimeError, TypeError, ZeroDivisionError) as e:
