@@ -665,7 +665,8 @@ def _write_md(path, s, t, url):
     if s["plots"]:
         lines += [""] + [f"![{p}]({p})" for p in s["plots"]]
     lines += ["", "Every trial: `trials.csv`; per-trial metrics and models: `trials/<number>/`.",
-              f"Live view: `optuna-dashboard {url}` (pip install optuna-dashboard).", ""]
+              f"Live view: `optuna-dashboard {url.removeprefix('journal:')}` "
+              "(pip install optuna-dashboard).", ""]
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("\n".join(lines))
