@@ -226,3 +226,14 @@ def test_pareto_front_of_accuracy_and_macs(toy_npz, ig_run, tmp_path):
         assert cfg.student.model.kwargs["blocks_removed"] == p["params"][
             "student.model.kwargs.blocks_removed"]
     assert os.path.exists(os.path.join(out, "tune_pareto.png"))
+
+
+def test_withheld_split_fails_on_any_data_use():
+    import copy
+
+    from tfigkd.experiments.tune import WithheldSplit
+
+    w = copy.deepcopy(WithheldSplit())  # copying the container is not reading data
+    for use in (lambda: w.x, lambda: w.y, lambda: len(w), lambda: w.take([0])):
+        with pytest.raises(RuntimeError, match="withheld"):
+            use()

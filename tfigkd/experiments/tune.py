@@ -65,6 +65,8 @@ class WithheldSplit:
     """
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # copy / pickle protocol probes, not data
+            raise AttributeError(name)
         raise RuntimeError(f"the test split is withheld while tuning (accessed .{name}); "
                            "trials are scored on the validation split only")
 
