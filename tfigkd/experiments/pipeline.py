@@ -136,10 +136,14 @@ def mode_statistics(students, teacher_test_accuracy):
         sds = [modes[m]["test_accuracy"]["sd"] for m in (c["a"], "student")]
         spread = max((v for v in sds if not math.isnan(v)), default=0.0)
         ci = (c["ci_low"], c["ci_high"])
-        if abs(c["mean_diff"]) <= spread or any(math.isnan(v) for v in ci) or ci[0] <= 0 <= ci[1]:
-            warnings.append(f"{c['a']} vs student: the difference ({c['mean_diff']:+.4f}) is "
-                            f"inside the seed spread (sd {spread:.4f}) or its 95 % CI includes "
-                            f"0: no evidence either way with n = {c['n']} seeds.")
+        if abs(c["mean_diff"]) <= spread:
+            warnings.append(f"{c['a']} vs student: the mean difference ({c['mean_diff']:+.4f}) "
+                            f"is inside the seed-to-seed spread (sd {spread:.4f}); with n = "
+                            f"{c['n']} seeds treat it as unconfirmed.")
+        elif any(math.isnan(v) for v in ci) or ci[0] <= 0 <= ci[1]:
+            warnings.append(f"{c['a']} vs student: the 95 % CI of the paired difference "
+                            f"({c['mean_diff']:+.4f}) includes 0: no evidence either way with "
+                            f"n = {c['n']} seeds.")
     return _clean({"modes": modes, "comparisons": comparisons, "warnings": warnings})
 
 
