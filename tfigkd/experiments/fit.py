@@ -37,10 +37,10 @@ def save_inference_copy(model, path):
 
 
 class _EpochState(keras.callbacks.Callback):
-    def __init__(self, work_dir, state, monitor, on_best, t_offset):
+    def __init__(self, work_dir, state, monitor, t_offset):
         super().__init__()
         self.work_dir, self.state, self.monitor = work_dir, state, monitor
-        self.on_best, self.t_offset = on_best, t_offset
+        self.t_offset = t_offset
         self.t0 = time.time()
         self.t_epoch = self.t0
 
@@ -56,13 +56,15 @@ class _EpochState(keras.callbacks.Callback):
             raise KeyError(f"Monitored metric {self.monitor!r} missing from the "
                            f"epoch logs {sorted(logs)}; pass validation data.")
         value = logs[self.monitor]
-        if st["best"] is None or value > st["best"]:
-            st["best"], st["best_epoch"] = value, epoch + 1
-            self.on_best(self.model)
         ckpt = os.path.join(self.work_dir, f"epoch-{epoch + 1:04d}.weights.h5")
         with atomic_path(ckpt) as tmp:
             self.model.save_weights(tmp)
-        old = st.get("weights")
+        old, old_best = st.get("weights"), st.get("best_weights")
+        if st["best"] is None or value > st["best"]:
+            # The best epoch's checkpoint is kept, and the best model is written
+            # from it once, when training ends: saving a .keras every time the
+            # score improved cost a clone and a full save per epoch.
+            st.update(best=value, best_epoch=epoch + 1, best_weights=os.path.basename(ckpt))
         st.update(epoch=epoch + 1, weights=os.path.basename(ckpt),
                   seed_states=_seed_states(self.model),
                   train_seconds=self.t_offset + time.time() - self.t0)
@@ -70,9 +72,9 @@ class _EpochState(keras.callbacks.Callback):
         # above (benchmarks/pipeline_efficiency.py compares it with the bare step).
         st.setdefault("epoch_seconds", []).append(time.time() - self.t_epoch)
         write_json(os.path.join(self.work_dir, "state.json"), st)
-        if old and old != st["weights"]:
+        for stale in {old, old_best} - {st["weights"], st.get("best_weights"), None}:
             try:
-                os.unlink(os.path.join(self.work_dir, old))
+                os.unlink(os.path.join(self.work_dir, stale))
             except FileNotFoundError:
                 pass
         fault_point("fit:epoch_end")
@@ -187,9 +189,9 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
     # Temporaries left by a kill mid-write are never read; tidy them.
     for folder in {work_dir, os.path.dirname(os.path.abspath(best_path))}:
         remove_stale_temps(folder)
-    if state["epoch"] < epochs:
-        cbs = [_EpochState(work_dir, state, monitor,
-                           lambda m: save_best(m, best_path), state["train_seconds"])]
+    trained = state["epoch"] < epochs
+    if trained:
+        cbs = [_EpochState(work_dir, state, monitor, state["train_seconds"])]
         if bn_data is not None:
             from tfigkd.models.batchnorm import PreciseBatchNorm
 
@@ -203,6 +205,17 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
                   callbacks=cbs + list(callbacks), verbose=verbose, shuffle=False)
     if state["best"] is None or (isinstance(state["best"], float) and math.isnan(state["best"])):
         raise RuntimeError(f"Training produced no valid {monitor}.")
+    best_weights = state.get("best_weights")
+    if best_weights and (trained or not os.path.exists(best_path)):
+        # The best epoch's weights -> the best model file (also after a kill
+        # between the last epoch and this save). The model ends in that state.
+        model.load_weights(os.path.join(work_dir, best_weights))
+        save_best(model, best_path)
+    elif not best_weights and not os.path.exists(best_path):
+        # A state written before best checkpoints were kept, whose best model
+        # file is gone: the last epoch is all there is.
+        model.load_weights(os.path.join(work_dir, state["weights"]))
+        save_best(model, best_path)
     return state
 
 

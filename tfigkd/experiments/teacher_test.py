@@ -82,8 +82,12 @@ def test_resume_after_kill_is_exact(tmp_path, npz, monkeypatch):
     m = train_teacher(cfg, resumed)
     assert m["history"]["val_accuracy"] == m_whole["history"]["val_accuracy"]
     assert m["history"]["loss"] == m_whole["history"]["loss"]
-    assert sorted(os.listdir(os.path.join(resumed, "work", "teacher"))) == [
-        "epoch-0003.weights.h5", "recipe.json", "state.json"]
+    # The last checkpoint, and the best epoch's (kept to write the best model).
+    with open(os.path.join(resumed, "work", "teacher", "state.json")) as f:
+        best = json.load(f)["best_weights"]
+    assert best == f"epoch-{m['best_epoch']:04d}.weights.h5"
+    assert sorted(os.listdir(os.path.join(resumed, "work", "teacher"))) == sorted(
+        {"epoch-0003.weights.h5", best, "recipe.json", "state.json"})
     a, b = (checkpoint_arrays(os.path.join(r, "work", "teacher", "epoch-0003.weights.h5"))
             for r in (whole, resumed))
     assert a.keys() == b.keys()

@@ -429,7 +429,7 @@ class TrialObjective:
         import optuna
 
         from tfigkd.data import make_dataset
-        from tfigkd.experiments.common import steps_per_epoch
+        from tfigkd.experiments.common import precise_bn_data, steps_per_epoch
         from tfigkd.experiments.fit import fit_resumable, save_inference_copy
         from tfigkd.experiments.student import build_distillation, student_recipe
         from tfigkd.models import count_macs
@@ -467,7 +467,8 @@ class TrialObjective:
                 steps_per_epoch=steps_per_epoch(len(splits.train), s.train.batch_size),
                 work_dir=work, best_path=os.path.join(tdir, "student.keras"), recipe=recipe,
                 what=f"trial {trial.number}", verbose=self.verbose, callbacks=callbacks,
-                save_best=lambda m, path: save_inference_copy(m.student, path))
+                save_best=lambda m, path: save_inference_copy(m.student, path),
+                bn_data=precise_bn_data(splits, s.train, t.seed))
         except optuna.TrialPruned:
             log.info("Trial %d pruned.", trial.number)
             shutil.rmtree(work, ignore_errors=True)
