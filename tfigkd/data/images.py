@@ -273,7 +273,7 @@ class FolderCache:
 
             _parallel(one, range(n), workers, "Decoding images", progress)
             out.flush()
-            del out
+            out = None  # closes the memmap
         with atomic_path(os.path.join(self.dir, "labels.npy")) as tmp:
             np.save(tmp, self.labels)
         # Written last: a cache without its record is incomplete and never read.
