@@ -22,6 +22,10 @@ logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(messag
 for noisy in ("absl", "tensorflow", "h5py", "matplotlib"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.pop("TF_USE_LEGACY_KERAS", None):
+    # Set by importing tensorflow-model-optimization; it turns tf.keras into
+    # tf_keras, which tf-explain's callbacks would then mix with Keras 3 models.
+    logging.getLogger("notebook").warning("Ignoring TF_USE_LEGACY_KERAS: these notebooks use Keras 3.")
 
 
 def sizes(full, fast):
