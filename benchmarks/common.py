@@ -35,3 +35,27 @@ def write_result(path, data):
         json.dump(data, f, indent=2)
         f.write("\n")
     print(f"wrote {path}")
+
+
+def stand_ins(cfg, splits, teacher_path=None):
+    """(teacher, IG maps, cached logits) for timing: their values do not change the cost.
+
+    The teacher is ``teacher_path`` if given, else a random-init model of the
+    config's architecture; maps and logits are seeded random arrays of the
+    right shapes, aligned with ``splits.train``.
+    """
+    import keras
+
+    from tfigkd.models import build_model, load_model_file
+
+    if teacher_path:
+        teacher = load_model_file(teacher_path, "--teacher")
+    else:
+        keras.utils.set_random_seed(1)
+        teacher = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
+                              **cfg.teacher.model.kwargs)
+    rng = np.random.default_rng(0)
+    n = len(splits.train)
+    maps = rng.random((n, *splits.input_shape[:2])).astype(np.float16)
+    logits = rng.normal(size=(n, splits.num_classes)).astype(np.float32)
+    return teacher, maps, logits

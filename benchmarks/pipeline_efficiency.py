@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import write_result  # noqa: E402
+from common import stand_ins, write_result  # noqa: E402
 
 from tfigkd.config import load_config  # noqa: E402
 from tfigkd.data import load_splits  # noqa: E402
@@ -136,13 +136,8 @@ def main(argv=None):
     overrides = [f"data.train_subset={args.images}"] if args.images else []
     cfg = load_config(args.config, overrides)
     splits = load_splits(cfg.data)
-    keras.utils.set_random_seed(1)
-    teacher = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
-                          **cfg.teacher.model.kwargs)
-    rng = np.random.default_rng(0)
+    teacher, maps, logits = stand_ins(cfg, splits)
     n = len(splits.train)
-    maps = rng.random((n, *splits.input_shape[:2])).astype(np.float16)
-    logits = rng.normal(size=(n, splits.num_classes)).astype(np.float32)
     log.info("%s: %d training images %s; student %s %s batch %d; teacher %s batch %d",
              splits.name, n, splits.input_shape, cfg.student.model.name,
              cfg.student.model.kwargs, cfg.student.train.batch_size, cfg.teacher.model.name,

@@ -34,16 +34,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import write_result  # noqa: E402
+from common import stand_ins, write_result  # noqa: E402
 
 from tfigkd.config import load_config  # noqa: E402
 from tfigkd.data import load_splits  # noqa: E402
 from tfigkd.experiments.common import machine_info  # noqa: E402
 from tfigkd.experiments.student import build_distillation  # noqa: E402
-from tfigkd.models import build_model, load_model_file  # noqa: E402
 
 # variant -> (mode, teacher_mode): the same builder as training (build_distillation).
 VARIANT_MODES = {"plain": ("student", "online"), "overlay": ("ig", "online"),
@@ -75,16 +73,8 @@ def main(argv=None):
 
     cfg = load_config(args.config, [f"data.train_subset={args.images}"])
     splits = load_splits(cfg.data)
-    if args.teacher:
-        teacher = load_model_file(args.teacher, "--teacher")
-    else:
-        keras.utils.set_random_seed(1)
-        teacher = build_model(cfg.teacher.model.name, splits.input_shape, splits.num_classes,
-                              **cfg.teacher.model.kwargs)
-    rng = np.random.default_rng(0)
+    teacher, maps, logits = stand_ins(cfg, splits, args.teacher)
     n = len(splits.train)
-    maps = rng.random((n, *splits.input_shape[:2])).astype(np.float16)
-    logits = rng.normal(size=(n, splits.num_classes)).astype(np.float32)
     batch = cfg.student.train.batch_size
     runs = {v: build_variant(v, cfg, splits, teacher, maps, logits) for v in VARIANTS}
     print(f"{splits.name}: {n} images {splits.input_shape}, batch {batch}, "
