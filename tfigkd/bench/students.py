@@ -16,7 +16,6 @@ import tempfile
 
 import numpy as np
 
-from tfigkd.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +23,11 @@ TEACHER = ("mobilenet_v2_cifar", {"dropout": 0.2})
 
 
 def _designs(names):
-    from tfigkd.models import PRESETS, available_models
+    from tfigkd.models import PRESETS, resolve_design
 
     if not names:
         return dict(PRESETS)
-    out = {}
-    for n in names:
-        if n in PRESETS:
-            out[n] = PRESETS[n]
-        elif n in available_models():
-            out[n] = (n, {})
-        else:
-            raise UserError(f"Unknown design {n!r}: use a preset ({', '.join(PRESETS)}) or a "
-                            f"registered model ({', '.join(available_models())}).")
-    return out
+    return {n: resolve_design(n) for n in names}
 
 
 def student_table(input_shape, num_classes, designs=None, target=None, max_macs=None,

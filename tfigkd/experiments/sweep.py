@@ -35,19 +35,12 @@ COSTS_FILE = "sweep_costs.json"
 
 def sweep_students(scfg):
     """``{name: (builder, kwargs)}`` of a ``SweepConfig``: ``truncated_k<k>``, then the designs."""
-    from tfigkd.models import PRESETS, available_models
+    from tfigkd.models import resolve_design
 
     out = {f"truncated_k{k}": ("truncated_student", {"blocks_removed": int(k)})
            for k in scfg.truncation_depths}
     for name in scfg.designs:
-        if name in PRESETS:
-            out[name] = PRESETS[name]
-        elif name in available_models():
-            out[name] = (name, {})
-        else:
-            raise UserError(f"sweep.designs: unknown design {name!r}; use a preset "
-                            f"({', '.join(PRESETS)}) or a registered model "
-                            f"({', '.join(available_models())}).")
+        out[name] = resolve_design(name, "sweep.designs")
     if not out:
         raise UserError("The sweep has no students; set sweep.truncation_depths and/or "
                         "sweep.designs in the config.")

@@ -29,6 +29,27 @@ def available_models():
     return sorted(_REGISTRY)
 
 
+def resolve_design(name, setting=None):
+    """``(builder, kwargs)`` of a design name: a preset (``compact.PRESETS``) or a registered model.
+
+    Args:
+        name: Preset or registered model name.
+        setting: Config key the name came from, for the error (e.g. "sweep.designs").
+
+    Raises:
+        UserError: Naming the presets and registered models to choose from.
+    """
+    if name in compact.PRESETS:
+        return compact.PRESETS[name]
+    if name in _REGISTRY:
+        return (name, {})
+    choices = (f"use a preset ({', '.join(compact.PRESETS)}) or a registered model "
+               f"({', '.join(available_models())}).")
+    if setting:
+        raise UserError(f"{setting}: unknown design {name!r}; {choices}")
+    raise UserError(f"Unknown design {name!r}: {choices}")
+
+
 def build_model(name, input_shape, num_classes, **kwargs):
     """Builds the registered model ``name``.
 
