@@ -279,6 +279,17 @@ def _add_config(p):
                    help="override a config value, e.g. --set teacher.train.epochs=2")
 
 
+def _unit_options(p, config_help, out_help):
+    """The options ``ablate`` and ``sweep`` share: both run (mode, seed) units in a folder."""
+    p.add_argument("config_path", metavar="CONFIG", help=config_help)
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: student.seeds)")
+    p.add_argument("--modes", nargs="+", help="modes (default: student.modes)")
+    p.add_argument("--shard", metavar="i/N", help="run only every N-th unit from i (workers)")
+    p.add_argument("--report", action="store_true", help="train nothing; report finished units")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tfigkd",
@@ -304,15 +315,9 @@ def build_parser():
 
     p = sub.add_parser("ablate", help="modes x paired seeds (x Monte Carlo subsets) with "
                                       "paired statistics and teacher-student IG agreement")
-    p.add_argument("config_path", metavar="CONFIG", help="experiment YAML")
-    p.add_argument("--out", required=True, help="ablation folder (re-run to resume)")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: student.seeds)")
-    p.add_argument("--modes", nargs="+", help="modes (default: student.modes)")
+    _unit_options(p, "experiment YAML", "ablation folder (re-run to resume)")
     p.add_argument("--subsets", type=int, help="Monte Carlo subsets (default: ablation.subsets)")
     p.add_argument("--subset-fraction", type=float, help="fraction of the training split per subset")
-    p.add_argument("--shard", metavar="i/N", help="run only every N-th unit from i (workers)")
-    p.add_argument("--report", action="store_true", help="train nothing; report finished units")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("tune", help="hyperparameter search on the validation split (Optuna); "
@@ -330,13 +335,7 @@ def build_parser():
 
     p = sub.add_parser("sweep", help="the ablation over several students (truncation depths, "
                                      "compact designs): accuracy vs params/MACs/int8 latency")
-    p.add_argument("config_path", metavar="CONFIG", help="experiment YAML with a sweep: section")
-    p.add_argument("--out", required=True, help="sweep folder (re-run to resume)")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: student.seeds)")
-    p.add_argument("--modes", nargs="+", help="modes (default: student.modes)")
-    p.add_argument("--shard", metavar="i/N", help="run only every N-th unit from i (workers)")
-    p.add_argument("--report", action="store_true", help="train nothing; report finished units")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    _unit_options(p, "experiment YAML with a sweep: section", "sweep folder (re-run to resume)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("precompute-ig", help="compute the teacher's IG maps into a TFRecord store")
