@@ -352,7 +352,9 @@ def _prepare(cfg, out_dir, splits, mode, verbose):
     with folder_lock(out_dir, wait=True):
         tpath = teacher_path(cfg, out_dir)
         teacher = load_model_file(tpath, "teacher.path")
-        check_fits_data(teacher, splits, f"Teacher {tpath}")
+        # A teacher at its own resolution (teacher.input_size) is fed resized images
+        # everywhere below: IG, the logit cache and online KD (the Distiller).
+        check_fits_data(teacher, splits, f"Teacher {tpath}", cfg.teacher.input_size)
         shared.update(teacher=teacher, teacher_sha256=file_sha256(tpath))
         if uses_overlay:
             from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
