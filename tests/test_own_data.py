@@ -81,7 +81,6 @@ def raw_softmax_teacher(splits, size, path, epochs=40):
 def test_raw_teacher_at_its_own_resolution_end_to_end(tmp_path, caplog):
     import tensorflow as tf
 
-    from tfigkd.attribution.store import load_maps  # noqa: F401 - the store's reader
     from tfigkd.config import config_from_dict
     from tfigkd.data import load_splits
 
@@ -153,6 +152,7 @@ def test_streaming_trains_the_same_teacher_and_maps(tmp_path):
     from tfigkd.config import config_from_dict
     from tfigkd.data import load_splits
     from tfigkd.data.lazy import LazyRows
+    from tfigkd.experiments.student import train_student
     from tfigkd.experiments.teacher import train_teacher
 
     root = mixed_class_folder(tmp_path / "imgs")
@@ -167,11 +167,20 @@ def test_streaming_trains_the_same_teacher_and_maps(tmp_path):
         out = str(tmp_path / f"run-{budget}")
         metrics = train_teacher(cfg, out, splits=splits)
         precompute_ig(cfg, out, splits=splits, progress=False)
-        weights = keras.models.load_model(metrics["model_path"]).get_weights()
-        results.append((metrics, weights, load_ig_maps(cfg, out, splits)))
-    (m_mem, w_mem, maps_mem), (m_lazy, w_lazy, maps_lazy) = results
+        teacher = keras.models.load_model(metrics["model_path"])
+        maps = load_ig_maps(cfg, out, splits)
+        # Streamed images get streamed maps (joined once into the run folder).
+        assert isinstance(maps, LazyRows) == (budget == 0)
+        train_student(cfg, out, splits, "kd_ig", 0, teacher=teacher, maps=maps)
+        results.append((metrics, teacher.get_weights(), np.asarray(maps),
+                        keras.models.load_model(os.path.join(out, "students", "kd_ig-s0",
+                                                             "student.keras")).get_weights()))
+    (m_mem, w_mem, maps_mem, s_mem), (m_lazy, w_lazy, maps_lazy, s_lazy) = results
     assert m_mem["fingerprint"] == m_lazy["fingerprint"]
     assert m_mem["test_accuracy"] == m_lazy["test_accuracy"]
     for a, b in zip(w_mem, w_lazy):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(maps_mem, maps_lazy)
+    # The overlay student (IG maps streamed beside the images) trains the same weights.
+    for a, b in zip(s_mem, s_lazy):
+        np.testing.assert_array_equal(a, b)

@@ -13,6 +13,8 @@ TEACHER_METRICS = "teacher_metrics.json"
 IG_DIR = "ig"
 ATTRIBUTIONS_DIR = "attributions"  # stored overlay maps other than IG: attributions/<source>
 LOGITS_DIR = "teacher_logits"
+# Stored maps joined to a streamed training split (data larger than memory).
+JOINED_MAPS_DIR = "work/maps"
 STUDENTS_DIR = "students"
 EXPORT_DIR = "export"
 

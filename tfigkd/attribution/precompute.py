@@ -16,7 +16,7 @@ from tfigkd.attribution.store import (MANIFEST, IGSettings, finalize_store, load
 from tfigkd.data import load_splits, normalize
 from tfigkd.errors import UserError
 from tfigkd.io import file_sha256, read_json
-from tfigkd.layout import IG_DIR, teacher_path
+from tfigkd.layout import IG_DIR, JOINED_MAPS_DIR, teacher_path
 from tfigkd.lock import folder_lock
 from tfigkd.models import check_fits_data, load_model_file
 
@@ -133,11 +133,18 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
 def load_ig_maps(cfg, out_dir, splits, source="ig"):
     """The stored maps of ``source`` for ``splits.train``, checked against data, teacher, settings."""
     from tfigkd.attribution.sources import source_settings, store_dir
+    from tfigkd.attribution.store import joined_maps_path
+    from tfigkd.data.lazy import is_lazy
 
-    return load_maps(store_dir(out_dir, source), splits.train,
+    store = store_dir(out_dir, source)
+    # Streamed images (larger than memory) get streamed maps: joined once
+    # into a file under the run folder and read a batch at a time.
+    to_file = (joined_maps_path(store, splits.train, os.path.join(out_dir, JOINED_MAPS_DIR))
+               if is_lazy(splits.train.x) else None)
+    return load_maps(store, splits.train,
                      fingerprint=splits.fingerprint,
                      teacher_hash=file_sha256(teacher_path(cfg, out_dir)),
-                     settings=source_settings(cfg, source))
+                     settings=source_settings(cfg, source), to_file=to_file)
 
 
 def stored_sources(modes):

@@ -19,6 +19,7 @@ by computing exactly the shards that lack one.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfigkd.config import config_diff
+from tfigkd.data.lazy import LazyRows, NpyRowWriter
 from tfigkd.errors import UserError
 from tfigkd.faults import fault_point
 from tfigkd.io import atomic_path, file_sha256, read_json, remove_stale_temps, write_json
@@ -201,7 +203,7 @@ def verify_store(store_dir, subset, *, fingerprint, teacher_hash, settings, shar
                                           shard_size=shard_size))
     manifest = finalize_store(store_dir)
     load_maps(store_dir, subset, fingerprint=fingerprint, teacher_hash=teacher_hash,
-              settings=settings)
+              settings=settings, keep=False)
     return manifest
 
 
@@ -305,7 +307,8 @@ def _parse(raw):
     return tf.io.parse_single_example(raw, spec)
 
 
-def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=None):
+def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=None,
+              to_file=None, keep=True):
     """Reads the store and returns maps aligned to ``subset``'s order.
 
     Args:
@@ -314,6 +317,12 @@ def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=Non
         fingerprint: That subset's fingerprint.
         teacher_hash: If given, the teacher file's SHA-256 must match.
         settings: If given (an ``IGSettings``), must match the stored ones.
+        to_file: For data larger than memory: join the maps into this
+            ``.npy`` file (written row by row, atomically) and return them
+            unread (``tfigkd.data.lazy.LazyRows``). A file already there
+            is reused: its name must carry a key of the manifest and the
+            subset's indices (``joined_maps_path``).
+        keep: False checks every record without keeping the maps (returns None).
 
     Returns:
         float16 array (len(subset), H, W): row ``i`` is the map of
@@ -345,8 +354,42 @@ def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=Non
     if (h, w) != tuple(subset.x.shape[1:3]):
         raise StoreMismatchError(f"IG maps are {h}x{w} but the images are "
                                  f"{subset.x.shape[1]}x{subset.x.shape[2]}.")
+    if keep and to_file is not None:
+        if os.path.exists(to_file):
+            for sh in man["shards"]:
+                _verify_file(store_dir, {**sh, "num_shards": len(man["shards"])})
+            return LazyRows.open(to_file)
+        with atomic_path(to_file) as tmp, NpyRowWriter(tmp, (len(subset), h, w), np.float16) as out:
+            _join_records(store_dir, man, subset, (h, w), out.write)
+        return LazyRows.open(to_file)
+    out = np.zeros((len(subset), h, w), np.float16) if keep else None
+
+    def put(p, rows):
+        if out is not None:
+            out[p] = rows[0]
+
+    _join_records(store_dir, man, subset, (h, w), put)
+    return out
+
+
+def joined_maps_path(store_dir, subset, folder):
+    """Where ``load_maps(to_file=...)`` keeps a store's maps joined to ``subset``.
+
+    The name holds a hash of the store's manifest (its shards' checksums) and
+    of the subset's indices, so another store or split never reuses it.
+    """
+    h = hashlib.sha256()
+    with open(os.path.join(store_dir, MANIFEST), "rb") as f:
+        h.update(f.read())
+    h.update(np.asarray(subset.index, np.int64).tobytes())
+    return os.path.join(folder, f"{os.path.basename(os.path.normpath(store_dir))}-"
+                                f"{h.hexdigest()[:20]}.npy")
+
+
+def _join_records(store_dir, man, subset, shape, put):
+    """Reads every record, checks it and calls ``put(position, map[None])``."""
+    h, w = shape
     pos_of = {int(i): p for p, i in enumerate(subset.index)}
-    out = np.zeros((len(subset), h, w), np.float16)
     seen = np.zeros(len(subset), bool)
     for sh in man["shards"]:
         _verify_file(store_dir, {**sh, "num_shards": len(man["shards"])})
@@ -363,7 +406,7 @@ def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=Non
             if tuple(rec["shape"].numpy()) != (h, w):
                 raise StoreMismatchError(f"{sh['file']}: map of example {idx} has shape "
                                          f"{tuple(rec['shape'].numpy())}, manifest says {(h, w)}.")
-            out[p] = np.frombuffer(rec["map"].numpy(), "<f2").reshape(h, w)
+            put(p, np.frombuffer(rec["map"].numpy(), "<f2").reshape(1, h, w))
             seen[p] = True
             count += 1
         if count != sh["count"]:
@@ -371,4 +414,3 @@ def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=Non
     if not seen.all():
         raise StoreMismatchError(f"{(~seen).sum()} training examples have no IG map "
                                  f"(e.g. index {int(subset.index[~seen][0])}).")
-    return out

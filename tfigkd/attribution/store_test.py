@@ -139,3 +139,34 @@ def test_refuses_mixing_runs(store, tmp_path):
     path, s = store
     with pytest.raises(StoreMismatchError, match="different teacher_sha256"):
         _write(path, s, teacher_hash="v" * 64)
+
+
+def test_maps_joined_to_a_file_for_streamed_data(tmp_path):
+    """``to_file``: the same maps, read on demand, written once and then reused."""
+    from tfigkd.attribution.store import joined_maps_path
+    from tfigkd.data.lazy import LazyRows
+
+    s = _subset()
+    store = str(tmp_path / "ig")
+    _write(store, s)
+    finalize_store(store)
+    keys = dict(fingerprint=fingerprint(s), teacher_hash="t" * 64)
+    in_memory = load_maps(store, s, **keys)
+    path = joined_maps_path(store, s, str(tmp_path / "joined"))
+    lazy = load_maps(store, s, to_file=path, **keys)
+    assert isinstance(lazy, LazyRows) and lazy.dtype == np.float16 and lazy.shape == (23, H, W)
+    np.testing.assert_array_equal(np.asarray(lazy), in_memory)
+    np.testing.assert_array_equal(lazy[np.array([4, 0, 22])], in_memory[[4, 0, 22]])
+    stamp = os.stat(path).st_mtime_ns
+    again = load_maps(store, s, to_file=path, **keys)
+    assert os.stat(path).st_mtime_ns == stamp  # reused, not rewritten
+    np.testing.assert_array_equal(np.asarray(again), in_memory)
+    # Another order of the same examples is another file.
+    perm = np.random.default_rng(1).permutation(len(s))
+    other = joined_maps_path(store, s.take(perm), str(tmp_path / "joined"))
+    assert other != path
+    np.testing.assert_array_equal(
+        np.asarray(load_maps(store, s.take(perm), to_file=other,
+                             fingerprint=fingerprint(s.take(perm)))), in_memory[perm])
+    # keep=False checks every record and keeps nothing.
+    assert load_maps(store, s, keep=False, **keys) is None

@@ -24,6 +24,9 @@ stored like IG maps (``tfigkd.attribution.sources``).
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 import numpy as np
 
 from tfigkd.errors import UserError
@@ -36,30 +39,57 @@ DERIVATION_VERSION = 1
 
 
 def shuffled_maps(maps, seed):
-    """Each example's map replaced by another example's (no example keeps its own)."""
-    maps = np.asarray(maps)
+    """Each example's map replaced by another example's (no example keeps its own).
+
+    Maps streamed from disk (``LazyRows``) are re-indexed, not read.
+    """
+    from tfigkd.data.lazy import is_lazy
+
+    lazy = is_lazy(maps)
+    maps = maps if lazy else np.asarray(maps)
     n = len(maps)
     if n < 2:
         raise UserError("A shuffled overlay needs at least two training images.")
     order = np.random.default_rng([seed, 0x5F1]).permutation(n)
-    out = np.empty_like(maps)
-    out[order] = maps[np.roll(order, -1)]  # a cycle through all examples: a derangement
-    return out
+    src = np.empty(n, np.int64)
+    src[order] = np.roll(order, -1)  # a cycle through all examples: a derangement
+    return maps.take(src) if lazy else maps[src]
 
 
 def noise_maps(maps, seed, sigma=2.0):
-    """Smooth random maps with each image's own IG value distribution."""
+    """Smooth random maps with each image's own IG value distribution.
+
+    Maps streamed from disk give streamed noise maps, written once beside
+    them (same values as in memory: one generator runs through the rows in order).
+    """
     from scipy.ndimage import gaussian_filter
 
-    maps = np.asarray(maps)
+    from tfigkd.data.lazy import LazyRows, NpyRowWriter, is_lazy
+    from tfigkd.io import atomic_path
+
     rng = np.random.default_rng([seed, 0x2015E])
-    out = np.empty_like(maps)
-    for i, m in enumerate(maps):
-        noise = gaussian_filter(rng.standard_normal(m.shape), sigma, mode="wrap")
-        flat = np.empty(m.size, maps.dtype)
-        flat[np.argsort(noise, axis=None, kind="stable")] = np.sort(m, axis=None)
-        out[i] = flat.reshape(m.shape)
-    return out
+
+    def noisy(block):
+        out = np.empty_like(block)
+        for i, m in enumerate(block):
+            noise = gaussian_filter(rng.standard_normal(m.shape), sigma, mode="wrap")
+            flat = np.empty(m.size, block.dtype)
+            flat[np.argsort(noise, axis=None, kind="stable")] = np.sort(m, axis=None)
+            out[i] = flat.reshape(m.shape)
+        return out
+
+    if not is_lazy(maps):
+        return noisy(np.asarray(maps))
+    # The file's name holds everything its content depends on besides the base maps'
+    # own file (whose name holds their key) and the rows selected.
+    tag = hashlib.sha256(np.asarray(maps.rows, np.int64).tobytes()).hexdigest()[:12]
+    path = (f"{os.path.splitext(maps.path)[0]}-noise-v{DERIVATION_VERSION}-s{int(seed)}"
+            f"-sigma{float(sigma):g}-{tag}.npy")
+    if not os.path.exists(path):
+        with atomic_path(path) as tmp, NpyRowWriter(tmp, maps.shape, maps.dtype) as out:
+            for pos, block in maps.chunks():
+                out.write(int(pos[0]), noisy(block))
+    return LazyRows.open(path)
 
 
 def derived_settings(source, seed, sigma=2.0):

@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from tfigkd.data.lazy import NpyRowWriter
 from tfigkd.data.reading import reading
 from tfigkd.errors import UserError
 
@@ -261,19 +262,19 @@ class FolderCache:
                  workers, self.dir, np.prod(shape) / 1e6)
         os.makedirs(self.dir, exist_ok=True)
         with atomic_path(os.path.join(self.dir, "images.npy")) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            resize = self.settings["resize"]
+            # Row writes, not a writable memory map: a folder larger than
+            # memory is decoded without holding it (see NpyRowWriter).
+            with NpyRowWriter(tmp, shape, np.uint8) as out:
+                resize = self.settings["resize"]
 
-            def one(i):
-                arr = _decode(self.files[i], size, resize, mode)
-                if arr.shape != shape[1:]:  # cannot happen once resized; guards the header pass
-                    raise UserError(f"{self.files[i]} decoded to {arr.shape}, not {shape[1:]}; "
-                                    f"{_FIX}.")
-                out[i] = arr
+                def one(i):
+                    arr = _decode(self.files[i], size, resize, mode)
+                    if arr.shape != shape[1:]:  # cannot happen once resized; guards the headers
+                        raise UserError(f"{self.files[i]} decoded to {arr.shape}, not "
+                                        f"{shape[1:]}; {_FIX}.")
+                    out.write(i, arr[None])
 
-            _parallel(one, range(n), workers, "Decoding images", progress)
-            out.flush()
-            out = None  # closes the memmap
+                _parallel(one, range(n), workers, "Decoding images", progress)
         with atomic_path(os.path.join(self.dir, "labels.npy")) as tmp:
             np.save(tmp, self.labels)
         # Written last: a cache without its record is incomplete and never read.

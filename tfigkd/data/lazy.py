@@ -1,11 +1,15 @@
-"""Images read from the disk cache on demand, for data larger than the memory budget.
+"""Arrays read from (and written to) ``.npy`` files on demand, for data larger than memory.
 
-``LazyRows`` stands in for a uint8 (N, H, W, C) array whose rows live in a
-``.npy`` file (the image-folder cache): ``take`` selects rows without
-reading them, indexing reads just the rows asked for. Reads use ``pread``
-rather than a memory map, so the pages land in the kernel's page cache and
-not in the process's resident set: a pipeline that streams an epoch holds
-only its batches in memory.
+``LazyRows`` stands in for an (N, ...) array whose rows live in a ``.npy``
+file (the image cache, or the IG maps joined to a streamed split): ``take``
+selects rows without reading them, indexing reads just the rows asked for.
+Reads use ``pread`` rather than a memory map, so the pages land in the
+kernel's page cache and not in the process's resident set: a pipeline that
+streams an epoch holds only its batches in memory. ``NpyRowWriter`` is the
+other direction: it fills a ``.npy`` file row by row with ``pwrite``, so
+writing a file larger than memory never holds more than the rows in hand
+(a writable memory map would keep every dirty page resident until the
+kernel writes it back).
 
 ``tfigkd.data.make_dataset`` reads batches of a ``LazyRows`` split in the
 same order and with the same augmentation as the in-memory array, so a
@@ -34,22 +38,41 @@ def memory_budget_bytes(budget_mb=None):
 
 
 class LazyRows:
-    """Rows ``rows`` of a uint8 array stored in an ``.npy`` file, read on demand."""
+    """Rows ``rows`` of an array stored in an ``.npy`` file, read on demand.
 
-    ndim = 4
-    dtype = np.dtype(np.uint8)
+    Args:
+        path: The ``.npy`` file.
+        offset: Byte offset of the data (after the header).
+        shape: The stored array's full shape.
+        rows: Which stored rows this view holds, in order (None: all).
+        dtype: The stored dtype (C order, no object dtype).
+    """
 
-    def __init__(self, path, offset, shape, rows=None):
+    def __init__(self, path, offset, shape, rows=None, dtype=np.uint8):
         self.path, self.offset, self.full_shape = path, int(offset), tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
         self.rows = (np.arange(self.full_shape[0], dtype=np.int64) if rows is None
                      else np.asarray(rows, np.int64))
-        self.row_bytes = int(np.prod(self.full_shape[1:]))
+        self.row_bytes = int(np.prod(self.full_shape[1:])) * self.dtype.itemsize
         self._fd = None
+
+    @property
+    def ndim(self):
+        return len(self.full_shape)
 
     @classmethod
     def from_memmap(cls, m):
         """Wraps an ``np.load(..., mmap_mode="r")`` array (its file and data offset)."""
-        return cls(m.filename, m.offset, m.shape)
+        return cls(m.filename, m.offset, m.shape, dtype=m.dtype)
+
+    @classmethod
+    def open(cls, path):
+        """The whole array in ``path`` (an ``.npy`` file), unread."""
+        m = np.load(path, mmap_mode="r")
+        try:
+            return cls.from_memmap(m)
+        finally:
+            del m
 
     @property
     def shape(self):
@@ -64,18 +87,18 @@ class LazyRows:
 
     def take(self, positions):
         """The rows at ``positions`` (of this view), still unread."""
-        return LazyRows(self.path, self.offset, self.full_shape, self.rows[positions])
+        return LazyRows(self.path, self.offset, self.full_shape, self.rows[positions], self.dtype)
 
     def read(self, positions):
-        """The rows at ``positions`` as a uint8 array, in that order."""
+        """The rows at ``positions`` as an array, in that order."""
         src = self.rows[np.asarray(positions, np.int64)]
-        out = np.empty((len(src), *self.full_shape[1:]), np.uint8)
+        out = np.empty((len(src), *self.full_shape[1:]), self.dtype)
         if not len(src):
             return out
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
         order = np.argsort(src, kind="stable")
-        flat = out.reshape(len(src), -1)
+        flat = out.reshape(len(src), -1)  # a view: filling it fills ``out``
         # One pread per run of consecutive stored rows.
         start = 0
         s = src[order]
@@ -84,9 +107,9 @@ class LazyRows:
             first, count = int(s[start]), end - start
             buf = os.pread(self._fd, count * self.row_bytes, self.offset + first * self.row_bytes)
             if len(buf) != count * self.row_bytes:
-                raise OSError(f"{self.path}: short read (the image cache was truncated); "
-                              "delete the cache folder and rerun.")
-            flat[order[start:end]] = np.frombuffer(buf, np.uint8).reshape(count, -1)
+                raise OSError(f"{self.path}: short read (the file was truncated); "
+                              "delete it (or its cache folder) and rerun.")
+            flat[order[start:end]] = np.frombuffer(buf, self.dtype).reshape(count, -1)
             start = end
         return out
 
@@ -120,4 +143,51 @@ class LazyRows:
 
 
 def is_lazy(x):
+    """True for arrays read on demand (``LazyRows``)."""
     return isinstance(x, LazyRows)
+
+
+def select_rows(x, positions):
+    """``x[positions]``, except that rows streamed from disk are selected, not read."""
+    return x.take(positions) if is_lazy(x) else x[positions]
+
+
+class NpyRowWriter:
+    """Writes an (N, ...) ``.npy`` file row by row, in any order, from any thread.
+
+    The header is written first and the file is sized to hold every row;
+    ``write`` puts rows at their positions with ``pwrite`` (thread-safe, no
+    shared file offset). Use it inside ``tfigkd.io.atomic_path`` so a file is
+    only ever seen complete.
+    """
+
+    def __init__(self, path, shape, dtype):
+        self.path, self.shape, self.dtype = path, tuple(int(v) for v in shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": self.shape}
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_2_0(f, header)
+            self.offset = f.tell()
+            f.truncate(self.offset + self.shape[0] * self.row_bytes)
+        self._fd = os.open(path, os.O_WRONLY)
+
+    def write(self, first, rows):
+        """Writes consecutive ``rows`` starting at row ``first``."""
+        rows = np.ascontiguousarray(rows, self.dtype)
+        if rows.shape[1:] != self.shape[1:]:
+            raise ValueError(f"rows of shape {rows.shape[1:]} for a file of {self.shape[1:]}")
+        os.pwrite(self._fd, rows.tobytes(), self.offset + int(first) * self.row_bytes)
+
+    def close(self):
+        """Flushes to disk and closes the file."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -62,3 +62,59 @@ def test_streamed_batches_equal_in_memory(folder_pair):
                                   make_dataset(lazy.test, batch_size=5, training=False)):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
+
+
+def test_row_writer_fills_a_npy_file_in_any_order_from_threads(tmp_path):
+    import concurrent.futures
+
+    from tfigkd.data.lazy import NpyRowWriter
+
+    arr = np.random.default_rng(1).standard_normal((41, 3, 5)).astype(np.float16)
+    path = str(tmp_path / "m.npy")
+    with NpyRowWriter(path, arr.shape, arr.dtype) as w:
+        order = np.random.default_rng(2).permutation(len(arr))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: w.write(i, arr[i:i + 1]), order))
+        w.write(10, arr[10:14])  # a block of consecutive rows
+        with pytest.raises(ValueError):
+            w.write(0, np.zeros((1, 3, 4), np.float16))
+    np.testing.assert_array_equal(np.load(path), arr)
+    lazy = LazyRows.open(path)
+    assert lazy.dtype == np.float16 and lazy.ndim == 3
+    np.testing.assert_array_equal(lazy[np.array([40, 2, 3, 1])], arr[[40, 2, 3, 1]])
+    np.testing.assert_array_equal(lazy.take(np.array([5, 6]))[1], arr[6])
+
+
+def test_derived_controls_of_streamed_maps_equal_in_memory(tmp_path):
+    from tfigkd.augment.controls import noise_maps, shuffled_maps
+
+    arr = np.random.default_rng(4).random((30, 6, 6)).astype(np.float16)
+    np.save(tmp_path / "maps.npy", arr)
+    lazy = LazyRows.open(str(tmp_path / "maps.npy")).take(np.arange(30)[::-1])
+    view = arr[::-1]
+    sh = shuffled_maps(lazy, seed=3)
+    assert isinstance(sh, LazyRows)  # re-indexed, not read
+    np.testing.assert_array_equal(np.asarray(sh), shuffled_maps(view, seed=3))
+    nz = noise_maps(lazy, seed=3, sigma=1.5)
+    assert isinstance(nz, LazyRows)
+    np.testing.assert_array_equal(np.asarray(nz), noise_maps(view, seed=3, sigma=1.5))
+    # Another seed is another file, with other maps.
+    other = noise_maps(lazy, seed=4, sigma=1.5)
+    assert other.path != nz.path and not np.array_equal(np.asarray(other), np.asarray(nz))
+
+
+def test_streamed_extras_are_read_per_batch(folder_pair, tmp_path):
+    """IG maps streamed from a file reach the batches exactly as in-memory maps do."""
+    mem, lazy = folder_pair
+    maps = np.random.default_rng(0).uniform(size=(len(mem.train), 9, 7)).astype("float16")
+    np.save(tmp_path / "m.npy", maps)
+    lazy_maps = LazyRows.open(str(tmp_path / "m.npy"))
+    opts = dict(batch_size=4, training=True, crop_pad=1, flip=True, seed=5, num_epochs=1,
+                batch_transform=lambda b, s: dict(b, image=tf.cast(
+                    tf.cast(b["image"], tf.float32) * (1 + tf.cast(b["ig_map"], tf.float32)[
+                        ..., None]), tf.uint8)))
+    a = list(make_dataset(mem.train, extras={"ig_map": maps}, **opts))
+    b = list(make_dataset(lazy.train, extras={"ig_map": lazy_maps}, **opts))
+    assert len(a) == len(b) > 1
+    for (xa, _), (xb, _) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)

@@ -116,26 +116,28 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
     Returns:
         A ``tf.data.Dataset``.
     """
-    lazy = hasattr(subset.x, "read")  # streamed from the disk cache (tfigkd.data.lazy)
+    from tfigkd.data.lazy import is_lazy
+
+    # Columns streamed from disk (images and extras such as IG maps of data
+    # larger than memory) are read by position, one batch at a time.
+    lazy_cols = {k: v for k, v in {"image": subset.x, **(extras or {})}.items() if is_lazy(v)}
+    lazy = bool(lazy_cols)
     columns = {"label": subset.y.astype(np.int64), "index": subset.index.astype(np.int64),
-               **(extras or {})}
+               **{k: v for k, v in {"image": subset.x, **(extras or {})}.items()
+                  if k not in lazy_cols}}
     if lazy:
-        # Each batch reads its rows by position; the rest is as in memory.
         columns["position"] = np.arange(len(subset), dtype=np.int64)
-        image_shape = tuple(subset.x.shape[1:])
 
-        def with_images(batch):
-            batch = dict(batch)
-            image = tf.numpy_function(subset.x.read, [batch.pop("position")], tf.uint8,
-                                      stateful=False)
-            image.set_shape((None, *image_shape))
-            batch["image"] = image
-            return batch
-    else:
-        columns["image"] = subset.x
-
-        def with_images(batch):
-            return dict(batch)
+    def with_images(batch):
+        batch = dict(batch)
+        if lazy:
+            position = batch.pop("position")
+            for name, rows in lazy_cols.items():
+                value = tf.numpy_function(rows.read, [position], tf.as_dtype(rows.dtype),
+                                          stateful=False)
+                value.set_shape((None, *rows.shape[1:]))
+                batch[name] = value
+        return batch
 
     def transform(batch, bseed):
         batch = with_images(batch)

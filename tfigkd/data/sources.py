@@ -107,7 +107,8 @@ def _load_raw(cfg):
 
         return cfg.name.replace("/", "_"), load_tfds(
             cfg.name, cfg.data_dir, cfg.download, image_size=cfg.image_size, resize=cfg.resize,
-            color=cfg.color)
+            color=cfg.color, budget_bytes=memory_budget_bytes(cfg.memory_budget_mb),
+            cache_dir=cfg.cache_dir)
     if cfg.source == "image_folder":
         return os.path.basename(os.path.normpath(cfg.path)), folder.load_image_folder(
             cfg.path, image_size=cfg.image_size, resize=cfg.resize, color=cfg.color,
@@ -234,13 +235,14 @@ def load_splits(cfg):
     """
     name, (xtr, ytr, xte, yte, classes) = _load_raw(cfg)
     stream = False
-    if cfg.source == "image_folder":
+    if cfg.source in ("image_folder", "tfds"):
         size = xtr.nbytes + (0 if xte is None else xte.nbytes)
         budget = memory_budget_bytes(cfg.memory_budget_mb)
-        stream = size > budget
+        # Folder images are always memory-mapped; tfds ones only when over the budget.
+        stream = size > budget and isinstance(xtr, np.memmap)
         if stream:
             log.info("%s: %.0f MB of images exceed the %.0f MB memory budget; streaming them "
-                     "from the disk cache.", cfg.path, size / 1e6, budget / 1e6)
+                     "from the disk cache.", cfg.path or cfg.name, size / 1e6, budget / 1e6)
     if cfg.source not in ("image_folder", "tfds") and (cfg.image_size or cfg.color):
         # Folders are brought to size while decoding; other sources here.
         xtr, xte = (None if x is None else convert_arrays(

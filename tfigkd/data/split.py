@@ -19,9 +19,9 @@ class Subset:
         return len(self.y)
 
     def take(self, positions):
-        # Images streamed from the disk cache (LazyRows) are selected, not read.
-        x = self.x.take(positions) if hasattr(self.x, "read") else self.x[positions]
-        return Subset(x, self.y[positions], self.index[positions])
+        from tfigkd.data.lazy import select_rows
+
+        return Subset(select_rows(self.x, positions), self.y[positions], self.index[positions])
 
 
 def stratified_split(labels, fraction, seed):

@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from tfigkd.data import load_splits
+from tfigkd.data.lazy import select_rows
 from tfigkd.data.split import fingerprint, stratified_subset
 from tfigkd.errors import UserError
 from tfigkd.io import file_sha256, read_json, write_json
@@ -133,7 +134,7 @@ def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
         if unit["subset"] is not None:
             rows = subset_rows(splits, unit["subset"], fraction)
             usplits = _subset_splits(splits, rows)
-            umaps = None if maps is None else {k: v[rows] for k, v in maps.items()}
+            umaps = None if maps is None else {k: select_rows(v, rows) for k, v in maps.items()}
             ucached = None if cached is None else cached[rows]
         folder = unit_dir(out_dir, unit)
         m = train_student(ucfg, folder, usplits, unit["mode"], unit["seed"], teacher=teacher,
