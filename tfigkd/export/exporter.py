@@ -10,6 +10,14 @@ Phone files are app-ready (``tfigkd.export.phone``): pixels in, probabilities
 out, TFLite metadata with the labels embedded.
 and for ``mcu`` also ``{stem}_model_data.h/.cc`` (the C array), and for
 ``coral`` the ``edgetpu_compiler`` output when the compiler is installed.
+
+A model may take another image size than the data's (a teacher at
+``teacher.input_size``): every image the export feeds it (int8 calibration,
+the Keras and LiteRT checks, the app-ready file, TFLite Micro) is first
+resized to the model's own (H, W) by ``model_pixels``, the same bilinear,
+antialiased resize training used. Only the MediaPipe check gets the
+original pixels: MediaPipe's ImageClassifier resizes frames itself, as it
+does in an app.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from tfigkd.export.targets import check_ram, check_static, load_profile, resolve
 from tfigkd.export.tflite import convert, quantize, save_tflite, tflite_predict
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.models import check_fits_data, load_model_file
+from tfigkd.models.teacher_io import resize_images, teacher_size
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +71,48 @@ def _preprocess(x_uint8, norm, mean, std):
     return normalize(x_uint8, norm, mean, std).numpy()
 
 
-def representative_images(splits, input_norm, count, seed=0):
+def model_pixels(images, size):
+    """Images as a model of input size ``size`` sees them: float32 pixels 0..255.
+
+    Args:
+        images: uint8 (N, H, W, C) images.
+        size: The model's (H, W), or None to keep the images' size.
+
+    Returns:
+        A float32 array (N, *size, C); the images unchanged (as floats) when
+        they already have that size.
+    """
+    return np.asarray(resize_images(images, size))
+
+
+def model_size(model, splits, cfg=None, label="Model"):
+    """The (H, W) the images must be resized to for ``model``, or None for the data's size.
+
+    A model whose input size differs from the data's (a teacher at
+    ``teacher.input_size``, or any model trained at its own resolution) is fed
+    the data resized to its own size: what it was trained on, and what
+    ``teacher.input_size`` does in training. Either way it is logged.
+    """
+    size = teacher_size(model)
+    data = tuple(int(v) for v in splits.input_shape[:2])
+    if size is None or size == data:
+        return None
+    config_size = cfg and getattr(cfg.teacher, "input_size", None)
+    why = ("teacher.input_size" if config_size and tuple(map(int, config_size)) == size
+           else "its own input size")
+    log.info("%s takes %dx%d images and the data's are %dx%d: every image is resized to %dx%d "
+             "(%s; bilinear, antialiased) for calibration and checks.", label, *size, *data,
+             *size, why)
+    return size
+
+
+def representative_images(splits, input_norm, count, seed=0, size=None):
     """int8 calibration inputs: ``count`` training images (seeded sample, index order),
-    preprocessed as the model expects."""
+    resized to ``size`` (the model's (H, W); None: as they are) and preprocessed as the
+    model expects."""
     pos = _calibration_rows(splits, count, seed)
-    return _preprocess(splits.train.x[pos], input_norm, splits.mean, splits.std)
+    return _preprocess(model_pixels(splits.train.x[pos], size), input_norm, splits.mean,
+                       splits.std)
 
 
 def litert_check(model_bytes, x, labels, keras_pred):
@@ -115,7 +161,8 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     quant = resolve_quant(prof, quant)
     model = load_model_file(model_path, "--model")
     norm = model_input_norm(model_path, cfg, input_norm)
-    check_fits_data(model, splits, model_path)
+    size = model_size(model, splits, cfg, model_path)
+    check_fits_data(model, splits, model_path, size)
     stem = name or os.path.basename(os.path.dirname(os.path.abspath(model_path)))
     if stem in ("", "."):
         stem = os.path.splitext(os.path.basename(model_path))[0]
@@ -128,12 +175,12 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     out_type = (prof.output_type or prof.io_type) if quant == "int8" else "float32"
     if prof.app_ready:
         rgb = prof.rgb_input if rgb_input is None else bool(rgb_input)
-        conv_model, feed, luminance = _app_model(model, norm, splits, rgb, model_path)
+        conv_model, feed, luminance = _app_model(model, norm, splits, rgb, model_path, size)
         rep = (feed(splits.train.x[_calibration_rows(splits, calibration_images, seed)])
                if quant == "int8" else None)
     else:
-        conv_model, feed = model, lambda x: _preprocess(x, norm, splits.mean, splits.std)
-        rep = representative_images(splits, norm, calibration_images, seed) \
+        conv_model = model
+        rep = representative_images(splits, norm, calibration_images, seed, size) \
             if quant == "int8" else None
     data = convert(conv_model, quant, rep, io_type=io_type, output_type=out_type)
     if prof.app_ready:
@@ -145,7 +192,7 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     checks = {}
     test = splits.test if check_images is None else splits.test.take(np.arange(
         min(check_images, len(splits.test))))
-    x_test = _preprocess(test.x, norm, splits.mean, splits.std)
+    x_test = _preprocess(model_pixels(test.x, size), norm, splits.mean, splits.std)
     ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
     keras_acc = float((ref == test.y).mean())
     # The file runs on what it takes: pixels for app-ready files, else model inputs.
@@ -184,6 +231,11 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         "class_names": list(splits.class_names), "labels_file": os.path.abspath(labels),
         "ops": ops, "checks": checks, "warnings": warnings, "convert_seconds": convert_s,
         "calibration_images": 0 if rep is None else int(len(rep)),
+        "image_resize": (None if size is None else {
+            "from": [int(v) for v in splits.input_shape[:2]], "to": list(size),
+            "method": "bilinear, antialiased (tf.image.resize)",
+            "applied_to": "calibration, Keras/LiteRT/TFLite Micro checks (MediaPipe resizes "
+                          "frames itself)"}),
         "data_fingerprint": splits.fingerprint,
     }
     write_json(base + ".json", meta)
@@ -211,8 +263,9 @@ def _calibration_rows(splits, count, seed):
     return np.sort(np.random.default_rng(seed).permutation(len(splits.train))[:count])
 
 
-def _app_model(model, norm, splits, rgb, model_path):
-    """The app-ready wrapper and the function that makes its input from uint8 images."""
+def _app_model(model, norm, splits, rgb, model_path, size=None):
+    """The app-ready wrapper and the function that makes its input from uint8 images
+    (resized to ``size``, the model's (H, W), when given)."""
     from tfigkd.export.mediapipe_check import rgb_pixels
     from tfigkd.export.phone import app_model
 
@@ -224,8 +277,8 @@ def _app_model(model, norm, splits, rgb, model_path):
     to_rgb = c == 1 and rgb
 
     def feed(x_uint8):
-        x = rgb_pixels(x_uint8) if to_rgb else np.asarray(x_uint8)
-        return x.astype(np.float32)
+        # Gray -> RGB first: rgb_pixels takes uint8, and it commutes with the resize.
+        return model_pixels(rgb_pixels(x_uint8) if to_rgb else np.asarray(x_uint8), size)
 
     return wrapped, feed, to_rgb
 

@@ -134,3 +134,67 @@ def test_packaged_profiles_are_the_repository_profiles(monkeypatch):
         repo = os.path.join(os.path.dirname(os.path.dirname(pkg)), "..", "tflite", f"{t}.yaml")
         with open(prof.source) as a, open(repo) as b:
             assert a.read() == b.read()
+
+
+@pytest.fixture(scope="module")
+def own_size_model(trained_tiny, tmp_path_factory):
+    """A logits CNN at 18x16 (not the data's 12x12; non-square to catch H/W swaps), unit inputs."""
+    import keras
+
+    from tfigkd.export.exporter import model_pixels
+
+    _, splits, _ = trained_tiny
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((18, 16, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(splits.num_classes)(x))
+    model.compile(keras.optimizers.Adam(0.03),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(model_pixels(splits.train.x, (18, 16)) / 255.0, splits.train.y, epochs=20,
+              verbose=0)
+    path = str(tmp_path_factory.mktemp("own_size") / "teacher18x16" / "model.keras")
+    os.makedirs(os.path.dirname(path))
+    model.save(path)
+    return splits, path, model
+
+
+@pytest.mark.parametrize("target, quant", [("phone", "fp32"), ("phone", "int8"),
+                                           ("mcu", "int8")])
+def test_model_at_its_own_input_size_exports(own_size_model, tmp_path, caplog, target, quant):
+    import numpy as np
+    import tensorflow as tf
+
+    splits, path, model = own_size_model
+    # What the model must see: the test images resized (bilinear, antialiased) to 18x16.
+    x = tf.image.resize(tf.cast(splits.test.x, tf.float32), (18, 16), antialias=True) / 255.0
+    want = float(np.mean(model.predict(x, verbose=0).argmax(1) == splits.test.y))
+    assert want > 0.6  # it learned the task at its own size
+    with caplog.at_level("INFO", logger="tfigkd.export.exporter"):
+        meta = export_model(path, target, splits, quant=quant, out_dir=str(tmp_path),
+                            input_norm="unit", verbose=False)
+    assert "takes 18x16 images and the data's are 12x12" in caplog.text
+    assert meta["image_resize"]["from"] == [12, 12] and meta["image_resize"]["to"] == [18, 16]
+    assert meta["input"]["shape"][1:3] == [18, 16]
+    lite = meta["checks"]["litert"]
+    assert lite["keras_accuracy"] == pytest.approx(want)
+    assert lite["accuracy"] == pytest.approx(want)
+    assert lite["agreement_with_keras"] >= (1.0 if quant == "fp32" else 0.95)
+    assert meta["calibration_images"] == (0 if quant == "fp32" else min(256, len(splits.train)))
+    if target == "mcu":
+        assert meta["checks"]["tflm"]["agreement_with_litert"] >= 0.95
+        assert meta["checks"]["tflm"]["accuracy"] == pytest.approx(want, abs=0.05)
+    else:
+        from tfigkd.export.mediapipe_check import check_phone_file
+
+        assert meta["app_ready"] and meta["input"]["shape"][-1] == 3  # gray model, RGB pixels in
+        assert check_phone_file(meta["path"], splits)["litert"]["accuracy"] == lite["accuracy"]
+        assert meta["checks"]["mediapipe"]["loads"] in (True, "not checked")
+
+
+def test_model_of_the_data_size_is_not_resized(trained_tiny, tmp_path, caplog):
+    cfg, splits, path = trained_tiny
+    with caplog.at_level("INFO", logger="tfigkd.export.exporter"):
+        meta = export_model(path, "phone", splits, quant="fp32", out_dir=str(tmp_path), cfg=cfg,
+                            verbose=False, check_images=8)
+    assert meta["image_resize"] is None and "resized" not in caplog.text

@@ -122,10 +122,16 @@ def check_phone_file(tflite_path, splits, check_images=None):
     io = io_details(data)
     test = splits.test if check_images is None else splits.test.take(
         np.arange(min(check_images, len(splits.test))))
+    from tfigkd.export.exporter import model_pixels
+
     x = test.x
-    if io["inputs"][0]["shape"][-1] == 3 and x.shape[-1] == 1:
+    shape = io["inputs"][0]["shape"]
+    if shape[-1] == 3 and x.shape[-1] == 1:
         x = rgb_pixels(x)
-    lite = tflite_predict(data, x.astype(np.float32), batch_size=256).argmax(1)
+    # A model at its own input size (teacher.input_size) gets the pixels resized to it,
+    # as the export's own check fed them.
+    lite = tflite_predict(data, model_pixels(x, tuple(int(v) for v in shape[1:3])),
+                          batch_size=256).argmax(1)
     report = read_metadata_summary(data)
     report.update(input=io["inputs"][0], output=io["outputs"][0],
                   litert={"images": int(len(x)), "accuracy": float((lite == test.y).mean())},

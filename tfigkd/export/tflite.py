@@ -101,6 +101,13 @@ def tflite_predict(model_bytes_or_path, images, batch_size=64, num_threads=None)
     inp = it.get_input_details()[0]
     outs = []
     images = np.asarray(images, np.float32)
+    # Only the batch size is resized: a fully convolutional model would otherwise run
+    # silently on images of another size than the one it was converted for.
+    fixed = [int(v) for v in inp["shape_signature"][1:]]
+    if any(f not in (-1, g) for f, g in zip(fixed, images.shape[1:])) \
+            or len(fixed) != images.ndim - 1:
+        raise ValueError(f"the model takes {tuple(fixed)} inputs, got images of "
+                         f"{tuple(images.shape[1:])}; resize them to the model's size first.")
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
         it.resize_tensor_input(inp["index"], [len(x), *x.shape[1:]])
