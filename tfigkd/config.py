@@ -168,7 +168,8 @@ class StudentConfig:
     gamma: float = field(default=0.8, metadata=_range(0.0, None))
     at_layers: list[list[str]] = field(default_factory=lambda: [["features_9", "features_9"]])
     # manual: use at_layers as given (checked before training); auto: pair the
-    # deepest student and teacher blocks of each spatial size they share.
+    # deepest student and teacher blocks of each spatial size they share (of each
+    # stride, input size / block size, when teacher.input_size differs from the data's).
     at_pairing: str = field(default="manual", metadata=_choices("manual", "auto"))
     p: float = field(default=0.1, metadata=_range(0.0, 1.0))
     exponent_range: list[float] = field(default_factory=lambda: [1.0, 2.0])

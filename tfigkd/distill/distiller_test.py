@@ -189,3 +189,68 @@ def test_bad_arguments():
         Distiller(student, None, alpha=0.1)
     with pytest.raises(ValueError, match="at_layers"):
         Distiller(student, teacher, gamma=0.8)
+
+
+# Attention transfer across input sizes: the teacher's map is resized to the student block's.
+
+def _features_with_attention(a, channels, rng):
+    """(B, H, W, C) features whose channel mean of squares is ``a`` (B, H, W)."""
+    w = rng.uniform(0.5, 1.5, size=channels)
+    w = w / np.sqrt(np.mean(w ** 2))  # mean of w^2 is 1, so mean over channels of f^2 is a
+    return np.sqrt(a)[..., None] * w
+
+
+def test_cross_resolution_at_is_zero_only_for_the_same_attention():
+    rng = np.random.default_rng(0)
+    a_s = rng.uniform(0.1, 2.0, size=(2, 4, 4))
+    fs = _features_with_attention(a_s, 6, rng)
+    # A 2x larger teacher map that is the student's upsampled (each cell repeated 2x2):
+    # averaged back over each student cell, it is the student's map.
+    a_t = np.repeat(np.repeat(a_s, 2, axis=1), 2, axis=2)
+    ft = _features_with_attention(a_t, 10, rng)
+    assert float(at_loss(ft, fs)) == pytest.approx(0.0, abs=1e-10)
+    # Any other teacher map is penalised; so is the student's map transposed.
+    other = _features_with_attention(a_t * rng.uniform(0.5, 1.5, size=a_t.shape), 10, rng)
+    assert float(at_loss(other, fs)) > 1e-4
+    assert float(at_loss(ft, np.transpose(fs, (0, 2, 1, 3)))) > 1e-4
+    # A smaller teacher map is interpolated up (bilinear) to the student's size.
+    small = _features_with_attention(a_s, 3, rng)
+    a_up = tf.image.resize(a_s[..., None], (8, 8), antialias=True)[..., 0].numpy()
+    assert float(at_loss(small, _features_with_attention(a_up, 5, rng))) == pytest.approx(
+        0.0, abs=1e-10)
+    assert float(at_loss(small, _features_with_attention(a_t, 5, rng))) > 1e-6
+
+
+def test_cross_resolution_at_gradients_reach_the_student():
+    rng = np.random.default_rng(1)
+    ft = tf.constant(rng.normal(size=(2, 8, 8, 4)), tf.float32)
+    fs = tf.Variable(rng.normal(size=(2, 4, 4, 3)), dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = at_loss(ft, fs)
+    g = tape.gradient(loss, fs).numpy()
+    assert float(loss) > 0 and np.isfinite(g).all() and np.abs(g).sum() > 0
+
+
+def test_distiller_transfers_attention_from_a_larger_teacher():
+    from tfigkd.distill.pairing import auto_pairs
+    from tfigkd.models import build_model
+
+    keras.utils.set_random_seed(0)
+    student = build_model("resnet8", (8, 8, 1), 3)  # blocks 8, 8, 4, 2
+    teacher = build_model("resnet8", (16, 16, 1), 3)  # blocks 16, 16, 8, 4
+    pairs = auto_pairs(student, teacher)
+    assert pairs == [("features_1", "features_1"), ("features_2", "features_2"),
+                     ("features_3", "features_3")]
+    d = Distiller(student, teacher, alpha=0.5, gamma=0.8, at_layers=pairs)
+    x = tf.constant(np.random.default_rng(2).uniform(size=(4, 8, 8, 1)), tf.float32)
+    y = tf.constant([0, 1, 2, 1])
+    _, _, kd, at, _ = d.losses_for(x, y, training=False)
+    # The AT term is the teacher's maps on the batch resized to 16x16, each map
+    # brought to the student block's size.
+    t_out = d._t_feat(tf.image.resize(x, (16, 16), antialias=True))
+    s_out = d._s_feat(x)
+    want = sum(float(at_loss(t, s)) for t, s in zip(t_out[1:], s_out[1:]))
+    assert float(at) == pytest.approx(want, rel=1e-5) and float(at) > 0 and float(kd) > 0
+    d.compile(optimizer="adam")
+    hist = d.fit(x, y, epochs=1, verbose=0).history
+    assert np.isfinite(hist["at"]).all()

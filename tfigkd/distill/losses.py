@@ -23,16 +23,35 @@ def kd_loss(teacher_logits, student_logits, temperature):
     return tf.reduce_mean(kd_loss_per_example(teacher_logits, student_logits, temperature))
 
 
-def attention_map(features):
-    """L2-normalised, flattened channel mean of squared activations: (B, H*W)."""
+def attention_map(features, size=None):
+    """L2-normalised, flattened channel mean of squared activations: (B, H*W).
+
+    Args:
+        features: (B, H, W, C) activations.
+        size: Optional (h, w) to bring the map to before normalising, for a
+            teacher block paired by stride with a student block of another size
+            (``tfigkd.distill.pairing``). Shrinking averages the map over the
+            area each cell covers ("area" resize); enlarging interpolates it
+            (bilinear, antialiased). Either way the map stays non-negative, and
+            the normalisation afterwards makes its overall scale irrelevant.
+    """
     a = tf.reduce_mean(tf.square(tf.cast(features, tf.float32)), axis=-1)
+    if size is not None and None not in tuple(size) and tuple(a.shape[1:3]) != tuple(size):
+        shrink = None not in tuple(a.shape[1:3]) and a.shape[1] * a.shape[2] > size[0] * size[1]
+        a = tf.image.resize(a[..., None], size, method="area" if shrink else "bilinear",
+                            antialias=True)[..., 0]
     a = tf.reshape(a, [tf.shape(a)[0], -1])
     return tf.math.l2_normalize(a, axis=1)
 
 
 def at_loss_per_example(teacher_features, student_features):
-    """mean over positions of (a_t - a_s)^2 for each example: ``(batch,)``."""
-    return tf.reduce_mean(tf.square(attention_map(teacher_features)
+    """mean over positions of (a_t - a_s)^2 for each example: ``(batch,)``.
+
+    The teacher's map is resized to the student block's height and width when
+    they differ (teacher and student at different input sizes).
+    """
+    size = tuple(student_features.shape[1:3])
+    return tf.reduce_mean(tf.square(attention_map(teacher_features, size)
                                     - attention_map(student_features)), axis=1)
 
 
@@ -53,7 +72,9 @@ class AttentionTransfer(keras.distillation.DistillationLoss):
 
     Matches the spatial attention maps (channel mean of squared activations,
     L2-normalised) of one teacher layer and one student layer with the same
-    height and width; channel counts may differ. Use it beside
+    height and width; channel counts may differ. When the two models take
+    inputs of different sizes, the layers must have equal stride (input size /
+    layer size) instead, and the teacher's map is resized to the student's. Use it beside
     ``keras.distillation.LogitsDistillation``::
 
         distiller = keras.distillation.Distiller(
@@ -74,13 +95,16 @@ class AttentionTransfer(keras.distillation.DistillationLoss):
         self.student_layer_name = student_layer_name
 
     def validate_model_compatibility(self, teacher, student):
-        """Both layers exist and have the same spatial size."""
+        """Both layers exist and have the same spatial size (same stride across input sizes)."""
+        from tfigkd.distill.pairing import blocks_match
+
         t = teacher.get_layer(self.teacher_layer_name).output.shape
         s = student.get_layer(self.student_layer_name).output.shape
-        if len(t) != 4 or len(s) != 4 or tuple(t[1:3]) != tuple(s[1:3]):
+        if len(t) != 4 or len(s) != 4 or not blocks_match(student, teacher, s[1:3], t[1:3]):
             raise ValueError(
-                f"AttentionTransfer needs two 4-D feature maps of one spatial size; teacher "
-                f"layer {self.teacher_layer_name!r} gives {tuple(t)}, student layer "
+                f"AttentionTransfer needs two 4-D feature maps of one spatial size (of one "
+                f"stride, for models of different input sizes); teacher layer "
+                f"{self.teacher_layer_name!r} gives {tuple(t)}, student layer "
                 f"{self.student_layer_name!r} gives {tuple(s)}.")
 
     def validate_outputs(self, teacher_outputs, student_outputs):

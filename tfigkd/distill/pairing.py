@@ -2,9 +2,20 @@
 
 KD needs only logits, so any student can learn from any teacher. Attention
 transfer compares the spatial attention maps of a student block and a
-teacher block, so the two must have the same height and width. These
+teacher block, so the two must cover the image on the same grid. These
 helpers list the feature blocks (layers named ``features_{i}``), check
-requested pairs, and pair blocks automatically by spatial size.
+requested pairs, and pair blocks automatically.
+
+When teacher and student take inputs of the same size, a pair is two blocks
+of equal height and width (as in the papers). When their inputs differ (a
+teacher at ``teacher.input_size``), equal sizes would pair blocks at
+different depths of downsampling (a 96x96 teacher's 32x32 block is its
+stride-3 map, the 32x32 student's is its input), so blocks are paired by
+equal *stride* instead: input size / block size, per axis. A block of stride
+s at the teacher's input would have the size of the student's block at the
+student's input (to the nearest cell, which absorbs the rounding of odd
+sizes under "same" padding). The loss then resizes the teacher's attention
+map to the student block's size (``tfigkd.distill.losses.attention_map``).
 """
 
 from __future__ import annotations
@@ -27,20 +38,47 @@ def feature_blocks(model):
     return [(name, hw) for _, name, hw in sorted(found)]
 
 
+def _input_hw(model):
+    shape = tuple(model.input_shape[1:3])
+    return None if None in shape else tuple(int(v) for v in shape)
+
+
+def cross_resolution(student, teacher):
+    """Whether the two take inputs of different (known) sizes: blocks then pair by stride."""
+    s, t = _input_hw(student), _input_hw(teacher)
+    return s is not None and t is not None and s != t
+
+
+def blocks_match(student, teacher, s_hw, t_hw):
+    """Whether a student block of size ``s_hw`` may be paired with a teacher block of ``t_hw``.
+
+    Same input size: equal block sizes. Different input sizes: equal stride, i.e.
+    the teacher block scaled to the student's input has the student block's size
+    (rounded to the nearest cell).
+    """
+    if not cross_resolution(student, teacher):
+        return tuple(s_hw) == tuple(t_hw)
+    s_in, t_in = _input_hw(student), _input_hw(teacher)
+    return all(round(t * si / ti) == s for s, t, si, ti in zip(s_hw, t_hw, s_in, t_in))
+
+
 def valid_pairs(student, teacher):
-    """Every (student block, teacher block) pair of equal spatial size."""
+    """Every (student block, teacher block) pair of equal spatial size (equal stride
+    when the inputs differ in size)."""
     t_blocks = feature_blocks(teacher)
-    return [(s, t) for s, s_hw in feature_blocks(student) for t, t_hw in t_blocks if s_hw == t_hw]
+    return [(s, t) for s, s_hw in feature_blocks(student) for t, t_hw in t_blocks
+            if blocks_match(student, teacher, s_hw, t_hw)]
 
 
 def auto_pairs(student, teacher):
-    """One pair per spatial size the two share: the deepest block of that size in each.
+    """One pair per spatial size (stride, when the inputs differ) the two share: the
+    deepest block of that size in each.
 
     The deepest block of a resolution carries the most processed features at
     that scale (the papers' choice, teacher block 9 at 8x8, is of this kind).
 
     Raises:
-        UserError: If the models share no spatial size.
+        UserError: If the models share no spatial size (no stride).
     """
     def deepest(model):
         out = {}
@@ -49,10 +87,15 @@ def auto_pairs(student, teacher):
         return out
 
     s, t = deepest(student), deepest(teacher)
-    common = [hw for hw in s if hw in t]
-    if not common:
+    pairs = []
+    for s_hw, s_name in s.items():
+        matches = [t_name for t_hw, t_name in t.items()
+                   if blocks_match(student, teacher, s_hw, t_hw)]
+        if matches:
+            pairs.append((s_name, matches[-1]))  # the deepest teacher block of that stride
+    if not pairs:
         raise UserError(_no_pairs_message(student, teacher))
-    return [(s[hw], t[hw]) for hw in common]
+    return pairs
 
 
 def check_pairs(student, teacher, pairs):
@@ -68,10 +111,18 @@ def check_pairs(student, teacher, pairs):
                 raise UserError(f"student.at_layers: the {who} has no feature block {name!r} "
                                 f"(it has {', '.join(blocks) or 'none'}); "
                                 f"{_valid_hint(student, teacher)}")
-        if s_blocks[s_name] != t_blocks[t_name]:
-            raise UserError(f"student.at_layers: {s_name!r} is {_hw(s_blocks[s_name])} but "
-                            f"{t_name!r} is {_hw(t_blocks[t_name])}; attention transfer pairs "
-                            f"blocks of equal spatial size. {_valid_hint(student, teacher)}")
+        if blocks_match(student, teacher, s_blocks[s_name], t_blocks[t_name]):
+            continue
+        if cross_resolution(student, teacher):
+            raise UserError(
+                f"student.at_layers: {s_name!r} has stride {_stride(student, s_blocks[s_name])} "
+                f"but {t_name!r} has stride {_stride(teacher, t_blocks[t_name])}; with inputs of "
+                f"different sizes ({_hw(_input_hw(student))} and {_hw(_input_hw(teacher))}) "
+                f"attention transfer pairs blocks of equal stride (input size / block size). "
+                f"{_valid_hint(student, teacher)}")
+        raise UserError(f"student.at_layers: {s_name!r} is {_hw(s_blocks[s_name])} but "
+                        f"{t_name!r} is {_hw(t_blocks[t_name])}; attention transfer pairs "
+                        f"blocks of equal spatial size. {_valid_hint(student, teacher)}")
     return [tuple(p) for p in pairs]
 
 
@@ -86,6 +137,13 @@ def _hw(hw):
     return f"{hw[0]}x{hw[1]}"
 
 
+def _stride(model, hw):
+    """``"4"`` (or ``"4x2"``, ``"6.67"``): the model's input size / the block's size."""
+    vals = [i / b for i, b in zip(_input_hw(model), hw)]
+    text = ["%g" % round(v, 2) for v in vals]
+    return text[0] if text[0] == text[1] else "x".join(text)
+
+
 def _valid_hint(student, teacher):
     pairs = valid_pairs(student, teacher)
     if not pairs:
@@ -96,8 +154,20 @@ def _valid_hint(student, teacher):
 
 
 def _no_pairs_message(student, teacher):
+    if cross_resolution(student, teacher):
+        s = sorted({_stride(student, hw) for _, hw in feature_blocks(student)}, key=_num)
+        t = sorted({_stride(teacher, hw) for _, hw in feature_blocks(teacher)}, key=_num)
+        return (f"student.at_layers: no student block has the stride of a teacher block "
+                f"(inputs {_hw(_input_hw(student))} and {_hw(_input_hw(teacher))}; student "
+                f"strides: {', '.join(s)}; teacher strides: {', '.join(t)}), so attention "
+                "transfer cannot pair them; use a mode without 'at' (KD works across any "
+                "architectures and resolutions).")
     s = sorted({_hw(hw) for _, hw in feature_blocks(student)})
     t = sorted({_hw(hw) for _, hw in feature_blocks(teacher)})
     return (f"student.at_layers: no student block has the spatial size of a teacher block (student: {', '.join(s)}; "
             f"teacher: {', '.join(t)}), so attention transfer cannot pair them; use a mode "
             "without 'at' (KD works across any architectures).")
+
+
+def _num(stride_text):
+    return float(stride_text.split("x")[0])

@@ -32,10 +32,49 @@ def test_requested_pairs_are_checked_with_the_valid_ones_listed(models):
 
 
 def test_no_shared_size_is_a_clear_error(models):
-    _, _, ds = models
+    _, resnet, ds = models
     assert {hw for _, hw in feature_blocks(ds)} == {(8, 8), (4, 4), (2, 2)}
-    teacher16 = build_model("resnet8", (16, 16, 3), 10)  # 16, 16, 8, 4
-    assert auto_pairs(ds, teacher16) == [("features_0", "features_2"), ("features_1", "features_3")]
-    tiny = build_model("ds_cnn", (32, 32, 3), 10, stem_stride=2, blocks=1, downsample=[])
+    assert auto_pairs(ds, resnet) == [("features_0", "features_3")]  # 32, 32, 16, 8
+    tiny = build_model("ds_cnn", (32, 32, 3), 10, stem_stride=8, blocks=1, downsample=[])
     with pytest.raises(UserError, match="no student block has the spatial size"):
-        auto_pairs(tiny, build_model("resnet8", (8, 8, 3), 10))
+        auto_pairs(tiny, resnet)
+
+
+# Inputs of different sizes: blocks pair by stride (input size / block size).
+
+def test_stride_pairing_across_input_sizes():
+    teacher = build_model("resnet8", (64, 64, 3), 10)  # strides 1, 1, 2, 4
+    student = build_model("resnet8", (32, 32, 3), 10)  # strides 1, 1, 2, 4
+    # By stride, not by size: the student's 32x32 features_1 (stride 1) goes with the
+    # teacher's 64x64 features_1, not with its 32x32 features_2 (stride 2).
+    assert auto_pairs(student, teacher) == [("features_1", "features_1"),
+                                            ("features_2", "features_2"),
+                                            ("features_3", "features_3")]
+    assert ("features_1", "features_2") not in valid_pairs(student, teacher)
+    assert check_pairs(student, teacher, [["features_0", "features_1"]]) == [
+        ("features_0", "features_1")]
+    with pytest.raises(UserError, match=r"'features_3' has stride 4 but 'features_2' has stride 2;"
+                                        r" with inputs of different sizes \(32x32 and 64x64\).*"
+                                        r"Valid pairs: \[features_0, features_0\], "
+                                        r"\[features_0, features_1\]"):
+        check_pairs(student, teacher, [["features_3", "features_2"]])
+
+
+def test_stride_pairing_absorbs_same_padding_rounding():
+    # "same" padding at 20x20: 10, 5, 3 (stride 6.67); at 12x12: 6, 3, 2 (stride 6).
+    teacher = build_model("ds_cnn", (20, 20, 3), 10, stem_stride=2, downsample=[0, 1])
+    student = build_model("ds_cnn", (12, 12, 3), 10, stem_stride=2, downsample=[0, 1])
+    assert auto_pairs(student, teacher) == [("features_0", "features_0"),
+                                            ("features_1", "features_1"),
+                                            ("features_4", "features_4")]
+
+
+def test_no_shared_stride_is_a_clear_error():
+    student = build_model("ds_cnn", (32, 32, 3), 10, stem_stride=8, blocks=1, downsample=[])
+    teacher = build_model("resnet8", (64, 64, 3), 10)
+    with pytest.raises(UserError, match=r"no student block has the stride of a teacher block "
+                                        r"\(inputs 32x32 and 64x64; student strides: 8; "
+                                        r"teacher strides: 1, 2, 4\)"):
+        auto_pairs(student, teacher)
+    with pytest.raises(UserError, match="has stride 8 but 'features_3' has stride 4"):
+        check_pairs(student, teacher, [["features_0", "features_3"]])

@@ -18,7 +18,8 @@ def check_buildable(cfg, splits=None):
     Catches in seconds what would otherwise fail after the teacher has
     trained: unreadable data, an unknown model name or keyword argument, a
     teacher.path that does not fit the data, attention-transfer layers that
-    do not exist or differ in spatial size.
+    do not exist or cannot be paired (equal spatial size; equal stride when the
+    teacher takes another input size, ``teacher.input_size``).
 
     Args:
         cfg: A validated ``ExperimentConfig``.
