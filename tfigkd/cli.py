@@ -359,7 +359,7 @@ def build_parser():
                    help="quantisation (default: the target's default)")
     p.add_argument("--profile", help="a custom target profile .yaml (overrides --target)")
     p.add_argument("--out", help="output folder (default: export/ beside the model)")
-    p.add_argument("--input-norm", choices=("unit", "dataset"),
+    p.add_argument("--input-norm", choices=("unit", "dataset", "raw", "minus_one_one", "imagenet"),
                    help="override the model's input normalisation (normally read from its metrics)")
     p.add_argument("--check-images", type=int, help="test images for the LiteRT check (default all)")
     p.add_argument("--micro-images", type=int, default=300,

@@ -42,10 +42,11 @@ log = logging.getLogger(__name__)
 
 
 def model_input_norm(model_path, cfg=None, override=None):
-    """The preprocessing a saved model expects: "unit" or "dataset".
+    """The preprocessing a saved model expects (one of ``teacher_io.NORMS``).
 
     Read from the metrics file tfigkd writes beside every model; else the
-    config's student (or teacher, for ``teacher.keras``) recipe.
+    config's teacher recipe for ``teacher.keras`` or the file ``teacher.path``
+    names (an adopted teacher), and the student recipe for anything else.
     """
     if override:
         return override
@@ -59,8 +60,10 @@ def model_input_norm(model_path, cfg=None, override=None):
                 return norm
     if cfg is None:
         raise UserError(f"Cannot tell which input normalisation {model_path} expects; pass "
-                        "--input-norm unit|dataset or --config.")
-    if os.path.basename(model_path) == "teacher.keras":
+                        "--input-norm (e.g. unit or dataset) or --config.")
+    adopted = cfg.teacher.path and os.path.abspath(os.path.expanduser(cfg.teacher.path)) == \
+        os.path.abspath(model_path)
+    if os.path.basename(model_path) == "teacher.keras" or adopted:
         return cfg.teacher.train.input_norm
     return cfg.student.train.input_norm
 
@@ -320,8 +323,10 @@ def _app_norm_doc(norm, splits, inp, luminance):
 
 
 def _norm_doc(norm, splits, inp):
-    mean = [0.0] * len(splits.mean) if norm == "unit" else [float(v) for v in splits.mean]
-    std = [1.0] * len(splits.std) if norm == "unit" else [float(v) for v in splits.std]
+    from tfigkd.models.teacher_io import affine
+
+    m, s = affine(norm, splits.mean, splits.std, len(splits.mean))
+    mean, std = [float(v) for v in m], [float(v) for v in s]
     doc = {"input_norm": norm, "mean": mean, "std": std,
            "float_input": "x = (pixel / 255 - mean) / std, per channel, pixel in 0..255"}
     if inp["dtype"] in ("int8", "uint8"):

@@ -198,3 +198,17 @@ def test_model_of_the_data_size_is_not_resized(trained_tiny, tmp_path, caplog):
         meta = export_model(path, "phone", splits, quant="fp32", out_dir=str(tmp_path), cfg=cfg,
                             verbose=False, check_images=8)
     assert meta["image_resize"] is None and "resized" not in caplog.text
+
+
+def test_adopted_teacher_file_gets_the_teacher_normalisation(tmp_path):
+    """``teacher.path`` names a file not called teacher.keras: it still gets the teacher's norm."""
+    from tfigkd.config import config_from_dict
+    from tfigkd.export.exporter import model_input_norm
+
+    teacher = tmp_path / "my_teacher.keras"
+    teacher.write_bytes(b"")
+    cfg = config_from_dict({"teacher": {"path": str(teacher),
+                                        "train": {"input_norm": "minus_one_one"}}})
+    assert model_input_norm(str(teacher), cfg) == "minus_one_one"
+    assert model_input_norm(str(tmp_path / "students" / "student.keras"), cfg) == "unit"
+    assert model_input_norm(str(teacher), cfg, override="imagenet") == "imagenet"

@@ -28,9 +28,16 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def input_affine(channels_in, channels_out, norm, mean, std):
-    """Weights (1, 1, Cin, Cout) and bias (Cout,) mapping pixels 0..255 to the model's input."""
-    mean = np.zeros(channels_out) if norm == "unit" else np.asarray(mean, np.float64)
-    std = np.ones(channels_out) if norm == "unit" else np.asarray(std, np.float64)
+    """Weights (1, 1, Cin, Cout) and bias (Cout,) mapping pixels 0..255 to the model's input.
+
+    ``norm`` is any input normalisation (``tfigkd.models.teacher_io.NORMS``):
+    one affine formula for training, IG and export, so an adopted teacher
+    (``raw``, ``minus_one_one``, ``imagenet``) is fed exactly as in training.
+    """
+    from tfigkd.models.teacher_io import affine
+
+    m, s = affine(norm, mean, std, channels_out)
+    mean, std = np.asarray(m, np.float64), np.asarray(s, np.float64)
     if channels_in == channels_out:
         mix = np.eye(channels_in)
     elif channels_in == 3 and channels_out == 1:
@@ -57,7 +64,7 @@ def app_model(model, norm, mean, std, rgb_input=True):
     Args:
         model: The trained Keras logits model, input (H, W, C) in its own
             normalisation.
-        norm: "unit" or "dataset" (see ``tfigkd.data.normalize``).
+        norm: The model's input normalisation (see ``tfigkd.data.normalize``).
         mean, std: Per-channel dataset statistics (for "dataset").
         rgb_input: For a grayscale model (C = 1): take RGB input and convert it
             to luminance inside the model.

@@ -69,6 +69,24 @@ def test_luminance_front_keeps_gray_pictures_exact():
     np.testing.assert_allclose(w[0, 0], np.eye(3) / 255) and np.testing.assert_array_equal(b, 0)
 
 
+@pytest.mark.parametrize("norm", ["unit", "dataset", "raw", "minus_one_one", "imagenet"])
+def test_app_front_feeds_every_normalisation_as_training_does(norm):
+    """An adopted teacher (raw, [-1, 1], ImageNet) gets in the app what it got in training."""
+    import keras
+
+    from tfigkd.data import normalize
+    from tfigkd.export.phone import app_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 5, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    mean, std = (0.2, 0.4, 0.6), (0.3, 0.25, 0.2)
+    pixels = np.random.default_rng(1).integers(0, 256, (4, 6, 5, 3)).astype(np.float32)
+    want = keras.ops.softmax(model(normalize(pixels, norm, mean, std))).numpy()
+    got = app_model(model, norm, mean, std)(pixels).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def _export_and_compare(splits, path, cfg, quant, out, **kw):
     meta = export_model(path, "phone", splits, quant=quant, out_dir=str(out), cfg=cfg,
                         verbose=False, **kw)
