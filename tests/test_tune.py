@@ -295,3 +295,37 @@ def test_teacher_at_its_own_resolution_trains_trials(toy_npz, tmp_path):
     maps = load_ig_maps(load_config(str(tmp_path / "kd_ig.yaml")), str(tmp_path / "kd_ig"), splits)
     assert maps.shape == (len(splits.train), 12, 12)
     np.testing.assert_allclose(maps.reshape(len(maps), -1).sum(1), 1.0, rtol=1e-4)
+
+
+def test_top_k_trials_pack_the_shared_logits_at_their_own_temperature(toy_npz, ig_run, tmp_path,
+                                                                      monkeypatch):
+    """student.logit_top_k in a study: the cache holds all logits; each trial gets its top k
+    packed at the temperature it samples (not full logits read as packed rows)."""
+    import numpy as np
+
+    from tfigkd.distill.topk import pack_top_k
+    from tfigkd.experiments import student as student_mod
+
+    seen = []
+    real = student_mod.build_distillation
+
+    def spy(cfg, splits, mode, seed, teacher=None, maps=None, cached=None, **kw):
+        seen.append((cfg.student.temperature, None if cached is None else np.array(cached)))
+        return real(cfg, splits, mode, seed, teacher, maps, cached, **kw)
+
+    monkeypatch.setattr(student_mod, "build_distillation", spy)
+    path = tune_config(toy_npz, os.path.join(ig_run, "teacher.keras"), tmp_path, mode="kd",
+                       trials=2, sampler="grid", pruner="none",
+                       space={"student.temperature": {"choices": [2.0, 5.0]}})
+    data = yaml.safe_load(open(path))
+    data["student"].update(logit_top_k=2)
+    data["student"]["train"]["epochs"] = 1
+    out = str(tmp_path / "topk")
+    assert tune(write_config(path, data), out)["trials"]["complete"] == 2
+    with np.load(os.path.join(out, "teacher_logits", "logits.npz")) as z:
+        full = z["logits"]
+    assert full.shape[1] == 3  # the shared cache keeps every class
+    assert sorted(t for t, _ in seen) == [2.0, 5.0]
+    for temperature, cached in seen:
+        np.testing.assert_array_equal(cached, pack_top_k(full, 2, temperature))
+    assert not np.array_equal(seen[0][1], seen[1][1])

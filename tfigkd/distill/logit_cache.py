@@ -174,3 +174,16 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
         meta = {"k": k, "temperature": temperature, "num_classes": c}
     write_logits(cache_dir, splits.train, logits, splits.fingerprint, thash, input_norm, meta)
     return logits  # computed in splits.train's order: no need to read the file back
+
+
+def student_logit_cache(cfg, cache_dir, teacher_path, splits, teacher=None):
+    """The cached teacher logits the config's students train with (``cached_teacher_logits``
+    with the config's teacher normalisation, ``student.logit_top_k`` and temperature).
+
+    The one call ``tfigkd run`` and ``tfigkd ablate`` share, so a top-k cache
+    and the Distiller that reads it always agree.
+    """
+    return cached_teacher_logits(cache_dir, teacher_path, splits, cfg.teacher.train.input_norm,
+                                 teacher=teacher, top_k=cfg.student.logit_top_k,
+                                 temperature=cfg.student.temperature)
+

@@ -107,7 +107,7 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
 
 def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
     from tfigkd.attribution.precompute import prepare_overlay_maps
-    from tfigkd.distill.logit_cache import cached_teacher_logits
+    from tfigkd.distill.logit_cache import student_logit_cache
     from tfigkd.experiments.student import mode_weights, train_student
     from tfigkd.experiments.teacher import train_teacher
     from tfigkd.models import load_model_file
@@ -123,8 +123,8 @@ def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
         maps = prepare_overlay_maps(cfg, shared, splits, modes, progress=bool(verbose))
         if cfg.student.teacher_mode == "cached" and any(
                 mode_weights(m, cfg.student)[0] > 0 for m in modes):
-            cached = cached_teacher_logits(os.path.join(shared, LOGITS_DIR), tpath, splits,
-                                           cfg.teacher.train.input_norm, teacher=teacher)
+            cached = student_logit_cache(cfg, os.path.join(shared, LOGITS_DIR), tpath, splits,
+                                         teacher=teacher)
         reference = (_teacher_val_maps(cfg, shared, splits, teacher, tpath)
                      if cfg.ablation.agreement_images else None)
     # Units train in their own folders with the shared teacher named explicitly.

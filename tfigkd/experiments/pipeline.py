@@ -18,7 +18,7 @@ from tfigkd.attribution.precompute import (load_ig_maps, precompute_ig, prepare_
                                            stored_sources)
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits
-from tfigkd.distill.logit_cache import cached_teacher_logits
+from tfigkd.distill.logit_cache import student_logit_cache
 from tfigkd.experiments.check import check_buildable
 from tfigkd.experiments.student import mode_weights, train_student
 from tfigkd.experiments.teacher import train_teacher
@@ -188,10 +188,8 @@ def _run_pipeline(cfg, out_dir, verbose):
     cached = None
     if cfg.student.teacher_mode == "cached" and any(mode_weights(m, cfg.student)[0] > 0
                                                     for m in modes):
-        cached = cached_teacher_logits(os.path.join(out_dir, LOGITS_DIR), t_metrics["model_path"],
-                                       splits, cfg.teacher.train.input_norm, teacher=teacher,
-                                       top_k=cfg.student.logit_top_k,
-                                       temperature=cfg.student.temperature)
+        cached = student_logit_cache(cfg, os.path.join(out_dir, LOGITS_DIR),
+                                     t_metrics["model_path"], splits, teacher=teacher)
     students = []
     for mode in modes:
         for seed in cfg.student.seeds:

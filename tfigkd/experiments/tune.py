@@ -334,6 +334,21 @@ def _enqueued(t, params):
     return [dict(values) for values in t.enqueue]
 
 
+def trial_logits(full, scfg, num_classes):
+    """A trial's cached teacher logits: the shared full logits, or their top-k packing.
+
+    The study caches every logit once; with ``student.logit_top_k`` each trial
+    packs its top k at its own ``student.temperature`` (which the search may
+    vary), exactly as a top-k cache written at that temperature would hold.
+    """
+    from tfigkd.distill.topk import pack_top_k, top_k_in_effect
+
+    k = top_k_in_effect(scfg.logit_top_k, num_classes)
+    if full is None or not k:
+        return full
+    return pack_top_k(full, k, scfg.temperature)
+
+
 def _prepare(cfg, out_dir, splits, mode, verbose):
     """The teacher, IG maps and cached teacher logits every trial shares (prepared once)."""
     from tfigkd.experiments.student import mode_weights
@@ -364,9 +379,10 @@ def _prepare(cfg, out_dir, splits, mode, verbose):
         if uses_kd and cfg.student.teacher_mode == "cached":
             from tfigkd.distill.logit_cache import cached_teacher_logits
 
+            # All logits (top_k=0): trials pack their own top k (``trial_logits``).
             shared["cached"] = cached_teacher_logits(
                 os.path.join(out_dir, LOGITS_DIR), tpath, splits, cfg.teacher.train.input_norm,
-                teacher=teacher)
+                teacher=teacher, top_k=0)
     return shared
 
 
@@ -446,7 +462,7 @@ class TrialObjective:
         s, splits = tcfg.student, self.splits
         distiller, train_data = build_distillation(
             tcfg, splits, t.mode, t.seed, self.shared["teacher"], self.shared["maps"],
-            self.shared["cached"])
+            trial_logits(self.shared["cached"], tcfg.student, splits.num_classes))
         # Validation only: the test split is a WithheldSplit here.
         val_ds = make_dataset(splits.val, batch_size=256, training=False,
                               input_norm=s.train.input_norm, mean=splits.mean, std=splits.std)
