@@ -36,9 +36,13 @@ from tfigkd.export.targets import check_ram, check_static, load_profile, resolve
 from tfigkd.export.tflite import convert, quantize, save_tflite, tflite_predict
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.models import check_fits_data, load_model_file
+from tfigkd.data.lazy import is_lazy
 from tfigkd.models.teacher_io import resize_images, teacher_size
 
 log = logging.getLogger(__name__)
+
+MEDIAPIPE_STREAMED_IMAGES = 2000
+CHECK_BLOCK_BYTES = 64 << 20  # float32 model inputs per block when the test split is streamed
 
 
 def model_input_norm(model_path, cfg=None, override=None):
@@ -195,18 +199,29 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     checks = {}
     test = splits.test if check_images is None else splits.test.take(np.arange(
         min(check_images, len(splits.test))))
-    x_test = _preprocess(model_pixels(test.x, size), norm, splits.mean, splits.std)
-    ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
+    def inputs(x):
+        return _preprocess(model_pixels(x, size), norm, splits.mean, splits.std)
+
+    # Test images streamed from disk (data larger than memory) are checked in blocks
+    # of ~64 MB of model inputs; in-memory ones in one block, as before.
+    ref, lite = [], []
+    for block in _check_blocks(test, size):
+        x_block = np.asarray(test.x[block]) if is_lazy(test.x) else test.x
+        x_in = inputs(x_block)
+        ref.append(model.predict(x_in, batch_size=256, verbose=0).argmax(1))
+        # The file runs on what it takes: pixels for app-ready files, else model inputs.
+        lite.append(tflite_predict(data, feed(x_block) if prof.app_ready else x_in,
+                                   batch_size=256).argmax(1))
+    ref, lite = np.concatenate(ref), np.concatenate(lite)
     keras_acc = float((ref == test.y).mean())
-    # The file runs on what it takes: pixels for app-ready files, else model inputs.
-    checks["litert"], lite = litert_check(data, feed(test.x) if prof.app_ready else x_test,
-                                          test.y, ref)
-    checks["litert"].update(keras_accuracy=keras_acc,
-                            accuracy_drop=keras_acc - checks["litert"]["accuracy"])
+    checks["litert"] = {"images": int(len(lite)), "accuracy": float((lite == test.y).mean()),
+                        "agreement_with_keras": float((lite == ref).mean()),
+                        "keras_accuracy": keras_acc,
+                        "accuracy_drop": keras_acc - float((lite == test.y).mean())}
     if prof.runtime == "tflite-micro":
-        n = micro_images
-        checks["tflm"] = _check_micro(data, prof, io, x_test[:n], test.y[:n], ref[:n], lite[:n],
-                                      out_dir, stem)
+        n = min(micro_images, len(test))
+        checks["tflm"] = _check_micro(data, prof, io, inputs(np.asarray(test.x[:n])), test.y[:n],
+                                      ref[:n], lite[:n], out_dir, stem)
     tflite_path = base + ".tflite"
     save_tflite(data, tflite_path)
     if prof.runtime == "edgetpu":
@@ -220,7 +235,11 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         f.write("\n".join(splits.class_names) + "\n")
     from tfigkd.export.mediapipe_check import mediapipe_check
 
-    checks["mediapipe"] = mediapipe_check(tflite_path, test.x, test.y, lite, splits.class_names)
+    # MediaPipe classifies frame by frame; streamed test sets are checked on their first
+    # MEDIAPIPE_STREAMED_IMAGES images (the count is in the result).
+    n_mp = min(len(test), MEDIAPIPE_STREAMED_IMAGES) if is_lazy(test.x) else len(test)
+    checks["mediapipe"] = mediapipe_check(tflite_path, np.asarray(test.x[:n_mp]), test.y[:n_mp],
+                                          lite[:n_mp], splits.class_names)
     inp = io["inputs"][0]
     meta = {
         "tfigkd_version": tfigkd.__version__, "target": prof.target, "profile": prof.source,
@@ -245,6 +264,18 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     for line in export_summary(meta):
         log.log(logging.INFO if verbose else logging.DEBUG, "%s", line)
     return meta
+
+
+def _check_blocks(test, size):
+    """Position blocks of the test split for the export checks (one block unless streamed)."""
+    n = len(test)
+    if not is_lazy(test.x):
+        yield slice(0, n)
+        return
+    h, w = size or test.x.shape[1:3]
+    rows = max(1, CHECK_BLOCK_BYTES // (4 * int(h) * int(w) * int(test.x.shape[-1])))
+    for start in range(0, n, rows):
+        yield slice(start, min(start + rows, n))
 
 
 def export_summary(meta):

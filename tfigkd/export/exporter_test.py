@@ -212,3 +212,52 @@ def test_adopted_teacher_file_gets_the_teacher_normalisation(tmp_path):
     assert model_input_norm(str(teacher), cfg) == "minus_one_one"
     assert model_input_norm(str(tmp_path / "students" / "student.keras"), cfg) == "unit"
     assert model_input_norm(str(teacher), cfg, override="imagenet") == "imagenet"
+
+
+@pytest.mark.parametrize("target", ["phone", "mcu"])
+def test_streamed_test_split_is_checked_in_blocks_with_the_same_results(tmp_path, monkeypatch,
+                                                                        target):
+    """A test split streamed from disk is checked block by block: same figures as in memory."""
+    import keras
+
+    from tfigkd.config import DataConfig
+    from tfigkd.data import load_splits
+    from tfigkd.data.images_test import mixed_folder
+    from tfigkd.data.lazy import LazyRows
+    from tfigkd.export import exporter
+
+    root = mixed_folder(tmp_path / "imgs", n=12)
+    base = dict(source="image_folder", path=str(root), image_size=[10, 8], color="grayscale",
+                val_fraction=0.1, test_fraction=0.4, cache_dir=str(tmp_path / "c"))
+    mem, lazy = load_splits(DataConfig(**base)), load_splits(DataConfig(**base, memory_budget_mb=0))
+    assert isinstance(lazy.test.x, LazyRows) and len(lazy.test) >= 8
+    # Predicts "bright" vs "dark" around the median test brightness, so the predictions
+    # vary from image to image and a block read out of order changes the figures.
+    import numpy as np
+
+    t = float(np.median(np.asarray(mem.test.x, np.float32).mean((1, 2, 3)) / 255.0))
+    model = keras.Sequential([keras.Input((10, 8, 1)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2)])
+    model.layers[-1].set_weights([np.array([[20.0, -20.0]], np.float32),
+                                  np.array([-20 * t, 20 * t], np.float32)])
+    path = str(tmp_path / "m" / "model.keras")
+    os.makedirs(os.path.dirname(path))
+    model.save(path)
+    # Blocks of 3 images: the split is read in several blocks.
+    monkeypatch.setattr(exporter, "CHECK_BLOCK_BYTES", 3 * 10 * 8 * 4)
+    blocks = list(exporter._check_blocks(lazy.test, None))
+    assert len(blocks) == -(-len(lazy.test) // 3) > 2
+    got = {}
+    for name, splits in (("mem", mem), ("lazy", lazy)):
+        meta = export_model(path, target, splits, quant="int8", out_dir=str(tmp_path / name),
+                            input_norm="unit", verbose=False, micro_images=5)
+        got[name] = meta["checks"]
+    assert got["lazy"]["litert"] == got["mem"]["litert"]
+    assert got["lazy"]["litert"]["images"] == len(mem.test)
+    assert 0 < got["mem"]["litert"]["accuracy"] < 1  # the figures depend on the order
+    if target == "mcu":
+        assert got["lazy"]["tflm"]["images"] == got["mem"]["tflm"]["images"] == 5
+        assert got["lazy"]["tflm"]["agreement_with_litert"] == \
+            got["mem"]["tflm"]["agreement_with_litert"]
+    else:
+        assert got["lazy"]["mediapipe"]["images"] == len(mem.test)
