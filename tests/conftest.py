@@ -21,7 +21,7 @@ def tiny_yaml(toy_npz, tmp_path_factory):
 @pytest.fixture(scope="session")
 def ig_run(tiny_yaml, tmp_path_factory):
     """A run folder with a trained teacher and a finished 3-shard IG store (read-only: copy it)."""
-    from tfigkd.attribution.precompute import precompute_ig
+    from tfigkd.experiments.attribution import precompute_ig
     from tfigkd.config import load_config
     from tfigkd.experiments.teacher import train_teacher
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
+from tfigkd.experiments.attribution import load_ig_maps, precompute_ig
 from tfigkd.attribution.store import StoreMismatchError
 from tfigkd.config import load_config
 from tfigkd.data import load_splits

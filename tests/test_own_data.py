@@ -115,7 +115,7 @@ def test_raw_teacher_at_its_own_resolution_end_to_end(tmp_path, caplog):
     want = np.log(np.maximum(teacher.predict(seen_by_teacher(splits.train.x), verbose=0), 1e-12))
     np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
     # IG maps computed at 20x20, stored at the student's 12x12, distributions.
-    from tfigkd.attribution.precompute import load_ig_maps
+    from tfigkd.experiments.attribution import load_ig_maps
 
     maps = load_ig_maps(config_from_dict(cfg), str(out), splits)
     assert maps.shape == (len(splits.train), 12, 12)
@@ -148,7 +148,7 @@ def test_streaming_trains_the_same_teacher_and_maps(tmp_path):
     """memory_budget_mb: 0 streams every batch from the disk cache; results are bit-identical."""
     import keras
 
-    from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
+    from tfigkd.experiments.attribution import load_ig_maps, precompute_ig
     from tfigkd.config import config_from_dict
     from tfigkd.data import load_splits
     from tfigkd.data.lazy import LazyRows

@@ -261,7 +261,7 @@ def test_teacher_at_its_own_resolution_trains_trials(toy_npz, tmp_path):
     """teacher.input_size in a study: IG maps, cached logits (kd_ig) and online KD (kd)."""
     import numpy as np
 
-    from tfigkd.attribution.precompute import load_ig_maps
+    from tfigkd.experiments.attribution import load_ig_maps
     from tfigkd.data import load_splits
     from tfigkd.models.teacher_io import resize_images
 

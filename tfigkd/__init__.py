@@ -17,7 +17,7 @@ _API = {
     "run": ("tfigkd.experiments.pipeline", "run_pipeline"),
     "train_teacher": ("tfigkd.experiments.teacher", "train_teacher"),
     "train_student": ("tfigkd.experiments.student", "train_student"),
-    "precompute_ig": ("tfigkd.attribution.precompute", "precompute_ig"),
+    "precompute_ig": ("tfigkd.experiments.attribution", "precompute_ig"),
     "ablate": ("tfigkd.experiments.ablate", "ablate"),
     "sweep": ("tfigkd.experiments.sweep", "sweep"),
     "tune": ("tfigkd.experiments.tune", "tune"),

@@ -68,7 +68,7 @@ def cmd_train_teacher(args):
 
 
 def cmd_precompute_ig(args):
-    from tfigkd.attribution.precompute import precompute_ig
+    from tfigkd.experiments.attribution import precompute_ig
     from tfigkd.attribution.store import parse_shard_spec
 
     cfg = _load(args)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tfigkd.ablation.agreement import spearman
-from tfigkd.attribution.precompute import (load_ig_maps, make_compute_fn, precompute_ig,
-                                           stored_sources)
+from tfigkd.attribution.precompute import make_compute_fn
+from tfigkd.experiments.attribution import load_ig_maps, precompute_ig, stored_sources
 from tfigkd.attribution.store import StoreMismatchError
 from tfigkd.config import MODES, config_from_dict
 from tfigkd.data import load_splits

@@ -106,7 +106,7 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
 
 
 def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
-    from tfigkd.attribution.precompute import prepare_overlay_maps
+    from tfigkd.experiments.attribution import prepare_overlay_maps
     from tfigkd.distill.logit_cache import student_logit_cache
     from tfigkd.experiments.student import mode_weights, train_student
     from tfigkd.experiments.teacher import train_teacher

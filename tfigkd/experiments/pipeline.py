@@ -14,7 +14,7 @@ import time
 
 
 import tfigkd
-from tfigkd.attribution.precompute import (load_ig_maps, precompute_ig, prepare_overlay_maps,
+from tfigkd.experiments.attribution import (load_ig_maps, precompute_ig, prepare_overlay_maps,
                                            stored_sources)
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits

@@ -372,7 +372,7 @@ def _prepare(cfg, out_dir, splits, mode, verbose):
         check_fits_data(teacher, splits, f"Teacher {tpath}", cfg.teacher.input_size)
         shared.update(teacher=teacher, teacher_sha256=file_sha256(tpath))
         if uses_overlay:
-            from tfigkd.attribution.precompute import load_ig_maps, precompute_ig
+            from tfigkd.experiments.attribution import load_ig_maps, precompute_ig
 
             precompute_ig(cfg, out_dir, splits=splits, progress=bool(verbose))
             shared["maps"] = load_ig_maps(cfg, out_dir, splits)
