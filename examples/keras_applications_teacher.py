@@ -41,12 +41,14 @@ def build_teacher(num_classes, size, weights=None, alpha=0.35):
                        name="mobilenetv2_teacher")
 
 
-def config(folder, teacher_file, image_size, teacher_size, epochs=10, modes=("student", "kd_ig")):
-    """The experiment config (a dict; the same keys as a YAML file)."""
+def config(folder, teacher_file, image_size, teacher_size, epochs=10, modes=("student", "kd_ig"),
+           data=None):
+    """The experiment config (a dict; the same keys as a YAML file); ``data`` updates its data section."""
     return {
         "name": "own_data",
         "data": {"source": "image_folder", "path": folder, "image_size": list(image_size),
-                 "resize": "pad", "color": "rgb", "val_fraction": 0.2, "test_fraction": 0.2},
+                 "resize": "pad", "color": "rgb", "val_fraction": 0.2, "test_fraction": 0.2,
+                 **(data or {})},
         "teacher": {"path": teacher_file, "input_size": list(teacher_size),
                     "train": {"input_norm": "minus_one_one", "batch_size": 32}},
         "ig": {"n_steps": 32, "batch_size": 16},
@@ -57,14 +59,16 @@ def config(folder, teacher_file, image_size, teacher_size, epochs=10, modes=("st
 
 
 def main(folder, out, image_size=(32, 32), teacher_size=(96, 96), teacher_epochs=5,
-         student_epochs=10, weights=None, modes=("student", "kd_ig"), alpha=0.35, verbose=1):
+         student_epochs=10, weights=None, modes=("student", "kd_ig"), alpha=0.35, verbose=1,
+         data=None, ig_steps=32):
     """Fine-tunes the teacher and runs the pipeline; returns the run's summary dict."""
     import tfigkd
     from tfigkd.data import load_splits, make_dataset
 
     os.makedirs(out, exist_ok=True)
     teacher_file = os.path.join(out, "my_teacher.keras")
-    settings = config(folder, teacher_file, image_size, teacher_size, student_epochs, modes)
+    settings = config(folder, teacher_file, image_size, teacher_size, student_epochs, modes, data)
+    settings["ig"]["n_steps"] = ig_steps
     # The data section alone (teacher.path must exist before the whole config is valid).
     splits = load_splits(tfigkd.load_config({"data": settings["data"]}).data)
     if not os.path.exists(teacher_file):
@@ -90,7 +94,10 @@ if __name__ == "__main__":
     p.add_argument("--weights", help="backbone weights file (default: random init)")
     p.add_argument("--teacher-epochs", type=int, default=5)
     p.add_argument("--student-epochs", type=int, default=10)
+    p.add_argument("--memory-budget-mb", type=float,
+                   help="stream the images from the disk cache above this size (data.memory_budget_mb)")
     a = p.parse_args()
     s = main(a.folder, a.out, weights=a.weights, teacher_epochs=a.teacher_epochs,
-             student_epochs=a.student_epochs)
+             student_epochs=a.student_epochs,
+             data=None if a.memory_budget_mb is None else {"memory_budget_mb": a.memory_budget_mb})
     print({m["name"]: round(m["test_accuracy"], 4) for m in s["models"]})

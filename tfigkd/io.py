@@ -80,6 +80,13 @@ def write_json(path: str, data) -> None:
             f.write("\n")
 
 
+def write_text(path: str, text: str) -> None:
+    """Writes a text file (a report) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+
 def read_json(path: str):
     """Reads a JSON file that tfigkd wrote.
 

@@ -17,6 +17,29 @@ LOGITS_DIR = "teacher_logits"
 JOINED_MAPS_DIR = "work/maps"
 STUDENTS_DIR = "students"
 EXPORT_DIR = "export"
+WORK_DIR = "work"  # checkpoints of unfinished training (work/<stage>)
+LOGS_DIR = "logs"  # TensorBoard event files
+# One trained model's folder (a student, a tune trial).
+MODEL_FILE = "student.keras"
+METRICS_FILE = "metrics.json"
+# tfigkd run
+SUMMARY_JSON = "summary.json"
+REPORT_MD = "report.md"
+PLOTS_DIR = "plots"
+# tfigkd ablate / sweep
+SUBSETS_DIR = "subsets"
+AGREEMENT_DIR = "agreement"
+ABLATION_JSON, ABLATION_MD = "ablation.json", "ablation.md"
+ABLATION_PLOTS = ("ablation_accuracy.png", "ablation_differences.png")
+SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
+# tfigkd tune
+STUDY_DB = "study.db"
+TRIALS_DIR = "trials"
+BEST_YAML = "best.yaml"
+TRIALS_CSV = "trials.csv"
+TUNE_MD = "tune.md"
+TUNE_JSON = "tune.json"
+PARETO_DIR = "pareto"
 
 
 def teacher_path(cfg, out_dir):

@@ -8,7 +8,8 @@ import os
 import numpy as np
 
 from tfigkd.ablation.stats import WILCOXON_MIN_N, describe, holm, paired_compare
-from tfigkd.io import write_json
+from tfigkd.io import write_json, write_text
+from tfigkd.layout import ABLATION_JSON, ABLATION_MD, ABLATION_PLOTS
 
 METRICS = ("test_accuracy", "val_accuracy", "agreement_spearman", "agreement_iou")
 BASELINES = ("student", "kd")
@@ -83,12 +84,10 @@ def write_report(out_dir, runs, units, cfg=None):
     report = {"units": len(units), "finished": len(runs), "missing": missing, "runs": runs,
               "modes": modes, "comparisons": comparisons, "notes": notes}
     os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "ablation.json"), _clean(report))
-    with open(os.path.join(out_dir, "ablation.md"), "w") as f:
-        f.write(markdown(report) + "\n")
+    write_json(os.path.join(out_dir, ABLATION_JSON), _clean(report))
+    write_text(os.path.join(out_dir, ABLATION_MD), markdown(report) + "\n")
     if runs:
-        plot(report, os.path.join(out_dir, "ablation_accuracy.png"),
-             os.path.join(out_dir, "ablation_differences.png"))
+        plot(report, *(os.path.join(out_dir, name) for name in ABLATION_PLOTS))
     return report
 
 

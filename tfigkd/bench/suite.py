@@ -11,7 +11,7 @@ import numpy as np
 import tfigkd
 from tfigkd.bench.latency import (benchmark_tflite, compare_with_litert_benchmark,
                                   litert_benchmark, plot_latency, speedups)
-from tfigkd.io import read_json, write_json
+from tfigkd.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
     for s in result["speedups"]:
         lines.append(f"| {s['name']} | {s['quant']} | {s['batch']} | {s['threads']} | "
                      f"{s['speedup_vs_teacher']:.2f}x | {s['mac_ratio']:.2f}x |")
-    with open(os.path.join(out_dir, "bench.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(out_dir, "bench.md"), "\n".join(lines) + "\n")
     if verbose:
         log.info("\n".join(lines))
     return result

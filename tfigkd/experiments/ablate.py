@@ -25,7 +25,8 @@ from tfigkd.data.lazy import select_rows
 from tfigkd.data.split import fingerprint, stratified_subset
 from tfigkd.errors import UserError
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import LOGITS_DIR, student_dir
+from tfigkd.layout import (AGREEMENT_DIR, LOGITS_DIR, METRICS_FILE, MODEL_FILE, SUBSETS_DIR,
+                           student_dir)
 from tfigkd.lock import folder_lock
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def unit_dir(out_dir, unit):
     """The run folder of a unit's subset (the whole split: ``out_dir`` itself)."""
     if unit["subset"] is None:
         return out_dir
-    return os.path.join(out_dir, "subsets", f"mc{unit['subset']:03d}")
+    return os.path.join(out_dir, SUBSETS_DIR, f"mc{unit['subset']:03d}")
 
 
 def subset_rows(splits, subset, fraction):
@@ -167,7 +168,7 @@ def _teacher_val_maps(cfg, out_dir, splits, teacher, tpath):
     images = _agreement_images(cfg, splits)
     keys = {"teacher_sha256": file_sha256(tpath), "indices": images.index.tolist(),
             "ig": dataclasses.asdict(cfg.ig)}
-    path = os.path.join(out_dir, "agreement", "teacher_val_maps.npz")
+    path = os.path.join(out_dir, AGREEMENT_DIR, "teacher_val_maps.npz")
     meta_path = path[:-4] + ".json"
     if os.path.exists(path) and os.path.exists(meta_path) and read_json(meta_path) == keys:
         with np.load(path) as z:
@@ -206,8 +207,8 @@ def collect_runs(out_dir, units):
     runs = []
     for unit in units:
         run_dir = student_dir(unit_dir(out_dir, unit), unit["mode"], unit["seed"])
-        mpath = os.path.join(run_dir, "metrics.json")
-        if not os.path.exists(mpath) or not os.path.exists(os.path.join(run_dir, "student.keras")):
+        mpath = os.path.join(run_dir, METRICS_FILE)
+        if not os.path.exists(mpath) or not os.path.exists(os.path.join(run_dir, MODEL_FILE)):
             continue
         m = read_json(mpath)
         row = {**unit, "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"],

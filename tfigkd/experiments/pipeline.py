@@ -14,16 +14,17 @@ import time
 
 
 import tfigkd
-from tfigkd.experiments.attribution import (load_ig_maps, precompute_ig, prepare_overlay_maps,
-                                           stored_sources)
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits
+from tfigkd.data.lazy import is_lazy
 from tfigkd.distill.logit_cache import student_logit_cache
+from tfigkd.experiments.attribution import (load_ig_maps, precompute_ig, prepare_overlay_maps,
+                                            stored_sources)
 from tfigkd.experiments.check import check_buildable
 from tfigkd.experiments.student import mode_weights, train_student
 from tfigkd.experiments.teacher import train_teacher
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import EXPORT_DIR, LOGITS_DIR
+from tfigkd.layout import EXPORT_DIR, IG_DIR, LOGITS_DIR, REPORT_MD, SUMMARY_JSON
 from tfigkd.lock import folder_lock
 from tfigkd.models import load_model_file
 
@@ -205,9 +206,11 @@ def _run_pipeline(cfg, out_dir, verbose):
         "tfigkd_version": tfigkd.__version__,
         "config_name": cfg.name,
         "dataset": splits.name, "sizes": splits.sizes(), "fingerprint": splits.fingerprint,
+        # Images read from the disk cache per batch (data.memory_budget_mb exceeded).
+        "streamed": is_lazy(splits.train.x),
         "teacher": {k: t_metrics[k] for k in ("model", "trainable_params", "macs", "val_accuracy",
                                                "test_accuracy", "train_seconds", "model_path")},
-        "ig": {"settings": config_to_dict(cfg.ig), "store": os.path.join(out_dir, "ig"),
+        "ig": {"settings": config_to_dict(cfg.ig), "store": os.path.join(out_dir, IG_DIR),
                "completeness": manifest["completeness"] if manifest else None,
                "seconds_this_run": ig_seconds},
         "models": [{k: s[k] for k in ("name", "mode", "seed", "trainable_params", "macs",
@@ -221,9 +224,9 @@ def _run_pipeline(cfg, out_dir, verbose):
         "wall_seconds_this_run": time.time() - t0,
         "config": config_to_dict(cfg),
     }
-    write_json(os.path.join(out_dir, "summary.json"), summary)
+    write_json(os.path.join(out_dir, SUMMARY_JSON), summary)
     from tfigkd.experiments.report import write_report
 
     write_report(out_dir, summary, splits, maps, students, t_metrics, cfg)
-    log.info("Wrote %s and report.md", os.path.join(out_dir, "summary.json"))
+    log.info("Wrote %s and %s", os.path.join(out_dir, SUMMARY_JSON), REPORT_MD)
     return summary

@@ -6,6 +6,9 @@ import os
 
 import numpy as np
 
+from tfigkd.io import write_text
+from tfigkd.layout import PLOTS_DIR, REPORT_MD
+
 
 def _plt():
     import matplotlib
@@ -57,7 +60,7 @@ def plot_modes(path, students, teacher_acc):
 
 def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg):
     """Writes ``report.md`` and its plots into ``out_dir``."""
-    plots = os.path.join(out_dir, "plots")
+    plots = os.path.join(out_dir, PLOTS_DIR)
     os.makedirs(plots, exist_ok=True)
     plot_curves(os.path.join(plots, "curves.png"),
                 [("teacher", teacher_metrics["history"])] + [(s["name"], s["history"]) for s in students])
@@ -95,8 +98,7 @@ def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg)
     lines += ["", "![training curves](plots/curves.png)", "", "![accuracy per mode](plots/modes.png)"]
     if maps is not None:
         lines += ["", "![IG maps and overlays](plots/ig_grid.png)"]
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(out_dir, REPORT_MD), "\n".join(lines) + "\n")
 
 
 def _num(v, fmt="{:.4f}"):

@@ -20,7 +20,7 @@ from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, precise
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import student_dir, teacher_path
+from tfigkd.layout import LOGS_DIR, METRICS_FILE, MODEL_FILE, WORK_DIR, student_dir, teacher_path
 from tfigkd.lock import folder_lock
 from tfigkd.models import build_model, count_macs, trainable_params
 from tfigkd.models.teacher_io import affine
@@ -168,7 +168,7 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
     scfg, tcfg = cfg.student, cfg.student.train
     verbose = tcfg.verbose if verbose is None else verbose
     run_dir = student_dir(out_dir, mode, seed)
-    mpath, spath = os.path.join(run_dir, "metrics.json"), os.path.join(run_dir, "student.keras")
+    mpath, spath = os.path.join(run_dir, METRICS_FILE), os.path.join(run_dir, MODEL_FILE)
     recipe = run_recipe(cfg, out_dir, splits, mode, seed)
     if os.path.exists(mpath) and os.path.exists(spath):
         done = read_json(mpath)
@@ -193,9 +193,9 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
     state = fit_resumable(
         distiller, train_data, evals["val"], epochs=tcfg.epochs,
         steps_per_epoch=steps_per_epoch(len(splits.train), tcfg.batch_size),
-        work_dir=os.path.join(run_dir, "work"), best_path=spath, recipe=recipe,
+        work_dir=os.path.join(run_dir, WORK_DIR), best_path=spath, recipe=recipe,
         what=f"student {mode}-s{seed}",
-        tensorboard_dir=os.path.join(out_dir, "logs", f"{mode}-s{seed}"),
+        tensorboard_dir=os.path.join(out_dir, LOGS_DIR, f"{mode}-s{seed}"),
         verbose=verbose, save_best=lambda m, path: save_inference_copy(m.student, path),
         bn_data=precise_bn_data(splits, tcfg, seed))
     best = keras.models.load_model(spath)

@@ -25,6 +25,7 @@ import numpy as np
 
 from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, read_json, write_json
+from tfigkd.layout import SWEEP_JSON, SWEEP_MD, SWEEP_PNG
 from tfigkd.lock import folder_lock
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,10 @@ def sweep(cfg, out_dir, seeds=None, modes=None, shard=(0, 1), report_only=False,
         report = {"designs": costs["designs"], "teacher": costs["teacher"], "modes": modes,
                   "seeds": sorted({u["seed"] for r in results.values() for u in r["runs"]}),
                   "rows": rows, "pareto": pareto.fronts(rows, modes), "notes": notes}
-        write_json(os.path.join(out_dir, "sweep.json"), _clean(report))
-        with atomic_path(os.path.join(out_dir, "sweep.md")) as tmp:
+        write_json(os.path.join(out_dir, SWEEP_JSON), _clean(report))
+        with atomic_path(os.path.join(out_dir, SWEEP_MD)) as tmp:
             with open(tmp, "w") as f:
                 f.write(pareto.markdown(report) + "\n")
         if any(r["mean"] is not None for r in rows):
-            pareto.plot(report, os.path.join(out_dir, "sweep.png"))
+            pareto.plot(report, os.path.join(out_dir, SWEEP_PNG))
     return report

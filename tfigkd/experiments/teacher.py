@@ -17,7 +17,7 @@ from tfigkd.experiments.common import (classification_compile, eval_datasets,
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import TEACHER_FILE, TEACHER_METRICS as METRICS_FILE, teacher_path
+from tfigkd.layout import LOGS_DIR, TEACHER_FILE, TEACHER_METRICS as METRICS_FILE, WORK_DIR, teacher_path
 from tfigkd.lock import folder_lock
 from tfigkd.models import (build_model, check_fits_data, count_macs, load_model_file,
                            trainable_params)
@@ -93,9 +93,9 @@ def _train_teacher(cfg, out_dir, splits, verbose, t_start):
     classification_compile(model, optimizer)
     state = fit_resumable(
         model, training_data(splits, tcfg, tcfg.seed, image_size=size), val_ds, epochs=tcfg.epochs,
-        steps_per_epoch=steps, work_dir=os.path.join(out_dir, "work", "teacher"),
+        steps_per_epoch=steps, work_dir=os.path.join(out_dir, WORK_DIR, "teacher"),
         best_path=model_path, recipe=recipe, what="teacher",
-        tensorboard_dir=os.path.join(out_dir, "logs", "teacher"), verbose=verbose,
+        tensorboard_dir=os.path.join(out_dir, LOGS_DIR, "teacher"), verbose=verbose,
         bn_data=precise_bn_data(splits, tcfg, tcfg.seed, image_size=size))
 
     best = keras.models.load_model(model_path)

@@ -42,17 +42,13 @@ from tfigkd.config import config_diff, config_from_dict, config_to_dict
 from tfigkd.data import load_splits
 from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, file_sha256, write_json
-from tfigkd.layout import LOGITS_DIR, teacher_path
+from tfigkd.layout import (BEST_YAML, LOGITS_DIR, METRICS_FILE, MODEL_FILE, PARETO_DIR, STUDY_DB,
+                           TRIALS_CSV, TRIALS_DIR, TUNE_JSON, TUNE_MD, WORK_DIR, teacher_path)
 from tfigkd.lock import folder_lock
 from tfigkd.tuning.space import apply_params, parse_space, space_signature
 
 log = logging.getLogger(__name__)
 
-STUDY_DB = "study.db"
-TRIALS_DIR = "trials"
-BEST_YAML = "best.yaml"
-TRIALS_CSV = "trials.csv"
-TUNE_MD = "tune.md"
 SIGNATURE_ATTR = "tfigkd"
 
 
@@ -434,10 +430,10 @@ class TrialObjective:
         """A retry of a killed trial continues from that trial's last finished epoch."""
         frozen = self.study._storage.get_trial(trial._trial_id)
         for old in reversed(frozen.system_attrs.get("retry_history", [])):
-            old_work = os.path.join(self.out_dir, TRIALS_DIR, str(old), "work")
-            if os.path.isdir(old_work) and not os.path.exists(os.path.join(tdir, "work")):
+            old_work = os.path.join(self.out_dir, TRIALS_DIR, str(old), WORK_DIR)
+            if os.path.isdir(old_work) and not os.path.exists(os.path.join(tdir, WORK_DIR)):
                 os.makedirs(tdir, exist_ok=True)
-                os.replace(old_work, os.path.join(tdir, "work"))
+                os.replace(old_work, os.path.join(tdir, WORK_DIR))
                 trial.set_user_attr("resumed_from_trial", old)
                 log.info("Trial %d resumes the work of killed trial %d.", trial.number, old)
                 return
@@ -478,12 +474,12 @@ class TrialObjective:
         log.info("Trial %d: %s", trial.number,
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in values.items()))
-        work = os.path.join(tdir, "work")
+        work = os.path.join(tdir, WORK_DIR)
         try:
             state = fit_resumable(
                 distiller, train_data, val_ds, epochs=s.train.epochs,
                 steps_per_epoch=steps_per_epoch(len(splits.train), s.train.batch_size),
-                work_dir=work, best_path=os.path.join(tdir, "student.keras"), recipe=recipe,
+                work_dir=work, best_path=os.path.join(tdir, MODEL_FILE), recipe=recipe,
                 what=f"trial {trial.number}", verbose=self.verbose, callbacks=callbacks,
                 save_best=lambda m, path: save_inference_copy(m.student, path),
                 bn_data=precise_bn_data(splits, s.train, t.seed))
@@ -496,7 +492,7 @@ class TrialObjective:
                    "val_accuracy": state["best"], "best_epoch": state["best_epoch"],
                    "epochs": s.train.epochs, "macs": macs, "train_seconds": state["train_seconds"],
                    "history": state["history"], "run_recipe": recipe}
-        write_json(os.path.join(tdir, "metrics.json"), metrics)
+        write_json(os.path.join(tdir, METRICS_FILE), metrics)
         shutil.rmtree(work, ignore_errors=True)  # only needed to resume; metrics.json holds it
         for k in ("best_epoch", "macs", "train_seconds"):
             trial.set_user_attr(k, metrics[k])
@@ -559,14 +555,14 @@ def write_outputs(study, out_dir, raw, cfg, params, url, name):
                        best_yaml=os.path.join(out_dir, BEST_YAML))
         if len(t.objectives) > 1:
             for tr in best:
-                path = os.path.join(out_dir, "pareto", f"trial-{tr.number}.yaml")
+                path = os.path.join(out_dir, PARETO_DIR, f"trial-{tr.number}.yaml")
                 _write_yaml(path, best_config(raw, t.mode, tr.params),
                             f"# Pareto trial {tr.number}: {dict(zip(t.objectives, tr.values))}\n")
                 summary["pareto"].append({"trial": tr.number, "values": list(tr.values),
                                           "params": tr.params, "yaml": path})
     summary["importances"] = _importances(study, params)
     summary["plots"] = _plots(study, out_dir, t.objectives)
-    write_json(os.path.join(out_dir, "tune.json"), summary)
+    write_json(os.path.join(out_dir, TUNE_JSON), summary)
     _write_md(os.path.join(out_dir, TUNE_MD), summary, t, url)
     return summary
 

@@ -96,8 +96,11 @@ def check_fits_data(model, splits, label="Model", input_size=None):
     want = ((*map(int, input_size), shape[-1]) if input_size else shape, splits.num_classes)
     got = (tuple(model.input_shape[1:]), model.output_shape[-1])
     if got != want:
+        resized = (f" (resized to {want[0][0]}x{want[0][1]} for it)"
+                   if input_size and want[0] != shape else "")
         raise UserError(f"{label} takes {got[0]} inputs and predicts {got[1]} classes, but the "
-                        f"data has {want[0]} images and {want[1]} classes: wrong model or config.")
+                        f"data has {shape} images{resized} and {want[1]} classes: wrong model "
+                        "or config.")
 
 
 def load_model_file(path, what="model"):
