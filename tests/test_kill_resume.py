@@ -43,10 +43,14 @@ def teacher_reference(tiny_yaml, tmp_path_factory):
     return out
 
 
+# The two mid-write faults (~15 s each) run with `-m large`; CI keeps the epoch-end one
+# (and teacher_test's in-process resume test) to stay within its time limit.
 @pytest.mark.parametrize("fault", [
     "fit:epoch_end:1",            # after epoch 1's checkpoint and state.json
-    "atomic:before_replace:3",    # mid-write of epoch 1's best model / checkpoint
-    "atomic:before_replace:8",    # mid-write in epoch 2
+    pytest.param("atomic:before_replace:3",    # mid-write of epoch 1's best model / checkpoint
+                 marks=pytest.mark.large),
+    pytest.param("atomic:before_replace:8",    # mid-write in epoch 2
+                 marks=pytest.mark.large),
 ])
 def test_train_teacher_kill9_then_resume_is_exact(fault, tiny_yaml, teacher_reference, tmp_path):
     out = str(tmp_path / "run")

@@ -50,6 +50,7 @@ def test_filters_keep_only_what_fits(table, tmp_path):
     assert "flash" in next(r["why"] for r in table if r["name"] not in small)
 
 
+@pytest.mark.large  # ~25 s; the table itself is tested above through the same function
 def test_cli_writes_the_table(tmp_path, capsys):
     rc = main(["students", "--input-shape", "16", "16", "1", "--classes", "4", "--designs",
                "ds_cnn_s", "--runs", "10", "--no-micro", "--out", str(tmp_path)])
@@ -57,5 +58,8 @@ def test_cli_writes_the_table(tmp_path, capsys):
     assert "| ds_cnn_s |" in capsys.readouterr().out
     saved = json.load(open(tmp_path / "students.json"))
     assert [r["name"] for r in saved["rows"]] == ["teacher", "ds_cnn_s"]
+
+
+def test_cli_refuses_an_unknown_design(capsys):
     assert main(["students", "--designs", "nope"]) == 2
     assert "Unknown design 'nope'" in capsys.readouterr().err
