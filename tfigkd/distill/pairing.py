@@ -11,10 +11,10 @@ of equal height and width (as in the papers). When their inputs differ (a
 teacher at ``teacher.input_size``), equal sizes would pair blocks at
 different depths of downsampling (a 96x96 teacher's 32x32 block is its
 stride-3 map, the 32x32 student's is its input), so blocks are paired by
-equal *stride* instead: input size / block size, per axis. A block of stride
-s at the teacher's input would have the size of the student's block at the
-student's input (to the nearest cell, which absorbs the rounding of odd
-sizes under "same" padding). The loss then resizes the teacher's attention
+equal *stride* instead: the power of two s with ceil(input / s) = block,
+per axis (``axis_stride``), which is exact under "same" padding even when
+input / block is not whole (7 cells at 224 and 3 at 80 are both stride 32).
+Grids that are not power-of-two pyramids fall back to the nearest cell. The loss then resizes the teacher's attention
 map to the student block's size (``tfigkd.distill.losses.attention_map``).
 """
 
@@ -59,7 +59,32 @@ def blocks_match(student, teacher, s_hw, t_hw):
     if not cross_resolution(student, teacher):
         return tuple(s_hw) == tuple(t_hw)
     s_in, t_in = _input_hw(student), _input_hw(teacher)
-    return all(round(t * si / ti) == s for s, t, si, ti in zip(s_hw, t_hw, s_in, t_in))
+    for s, t, si, ti in zip(s_hw, t_hw, s_in, t_in):
+        ss, ts = axis_stride(si, s), axis_stride(ti, t)
+        if ss is None or ts is None:  # not a power-of-two grid: the nearest cell decides
+            if round(t * si / ti) != s:
+                return False
+        elif ss != ts:
+            return False
+    return True
+
+
+def axis_stride(size, block):
+    """The downsampling factor of a block of ``block`` cells on an input of ``size`` cells.
+
+    Under "same" padding each stride-2 layer gives ``ceil(n / 2)`` cells, so
+    a block of stride s has ``ceil(size / s)`` cells; this returns the
+    smallest power of two s with that property (exact even when the ratio is
+    not whole: 7 cells at 224 and 3 cells at 80 are both stride 32, while
+    224/7 = 32 and 80/3 = 26.7). A 1-cell block is global (``inf``); None
+    when no power of two fits (a grid that is not a power-of-two pyramid).
+    """
+    if block == 1:
+        return float("inf")
+    for k in range(0, 16):
+        if -(-size // (1 << k)) == block:
+            return 1 << k
+    return None
 
 
 def valid_pairs(student, teacher):
@@ -138,9 +163,13 @@ def _hw(hw):
 
 
 def _stride(model, hw):
-    """``"4"`` (or ``"4x2"``, ``"6.67"``): the model's input size / the block's size."""
-    vals = [i / b for i, b in zip(_input_hw(model), hw)]
-    text = ["%g" % round(v, 2) for v in vals]
+    """``"4"`` (or ``"4x2"``, ``"6.67"``): the block's stride (``axis_stride``), else the
+    model's input size / the block's size."""
+    text = []
+    for i, b in zip(_input_hw(model), hw):
+        st = axis_stride(i, b)
+        text.append("global" if st == float("inf") else str(st) if st is not None
+                    else "%g" % round(i / b, 2))
     return text[0] if text[0] == text[1] else "x".join(text)
 
 
@@ -170,4 +199,5 @@ def _no_pairs_message(student, teacher):
 
 
 def _num(stride_text):
-    return float(stride_text.split("x")[0])
+    first = stride_text.split("x")[0]
+    return float("inf") if first == "global" else float(first)

@@ -78,3 +78,29 @@ def test_no_shared_stride_is_a_clear_error():
         auto_pairs(student, teacher)
     with pytest.raises(UserError, match="has stride 8 but 'features_3' has stride 4"):
         check_pairs(student, teacher, [["features_0", "features_3"]])
+
+
+def test_stride_is_exact_where_the_ratio_rounds_the_wrong_way():
+    """224 vs 80 and 96 vs 40: input / block is not whole (2.5 and 1.25 cells), so rounding
+    the ratio pairs the wrong depths; the power-of-two stride under "same" padding does not."""
+    from tfigkd.distill.pairing import axis_stride
+
+    assert [axis_stride(224, b) for b in (112, 56, 28, 14, 7)] == [2, 4, 8, 16, 32]
+    assert [axis_stride(80, b) for b in (40, 20, 10, 5, 3)] == [2, 4, 8, 16, 32]
+    assert axis_stride(40, 3) == 16 and axis_stride(40, 2) == 32 and axis_stride(96, 6) == 16
+    assert axis_stride(12, 1) == float("inf") and axis_stride(30, 7) is None
+    # Real models: a ds_cnn at 224 (stem 2, blocks downsampling to stride 32) and at 80.
+    kw = dict(stem_stride=2, blocks=5, downsample=[0, 1, 2, 3])
+    teacher = build_model("ds_cnn", (224, 224, 3), 10, **kw)
+    student = build_model("ds_cnn", (80, 80, 3), 10, **kw)
+    t_sizes = dict(feature_blocks(teacher))
+    s_sizes = dict(feature_blocks(student))
+    pairs = auto_pairs(student, teacher)
+    # Every student block finds the teacher block of its own stride, the deepest included.
+    assert len(pairs) == len({hw for hw in s_sizes.values()})
+    for s_name, t_name in pairs:
+        s_hw, t_hw = s_sizes[s_name], t_sizes[t_name]
+        assert axis_stride(80, s_hw[0]) == axis_stride(224, t_hw[0])
+    deepest = max(s_sizes, key=lambda n: int(n.split("_")[1]))
+    t_deep = dict(pairs)[deepest]
+    assert (s_sizes[deepest], t_sizes[t_deep]) == ((3, 3), (7, 7))  # 80/3 = 26.7, 224/7 = 32
