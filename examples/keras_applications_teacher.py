@@ -13,7 +13,8 @@ Steps:
    minus_one_one``). Here ``weights=None`` (nothing can be downloaded);
    pass ``weights="imagenet"`` or ``--weights your.weights.h5`` for a real run.
 3. Fine-tune it on the training split through ``tfigkd.data.make_dataset``
-   (images resized to the teacher's size) and save ``teacher.keras``.
+   (images resized to the teacher's size), with its BatchNorm statistics
+   recomputed before each validation (``PreciseBatchNorm``), and save it.
 4. Run the whole tfigkd pipeline with ``teacher.path`` pointing to it:
    ``teacher.input_size`` tells tfigkd the teacher's resolution; KD, IG and
    cached logits resize the images to it, the student trains at
@@ -62,8 +63,11 @@ def main(folder, out, image_size=(32, 32), teacher_size=(96, 96), teacher_epochs
          student_epochs=10, weights=None, modes=("student", "kd_ig"), alpha=0.35, verbose=1,
          data=None, ig_steps=32):
     """Fine-tunes the teacher and runs the pipeline; returns the run's summary dict."""
+    import numpy as np
+
     import tfigkd
     from tfigkd.data import load_splits, make_dataset
+    from tfigkd.models.batchnorm import PreciseBatchNorm
 
     os.makedirs(out, exist_ok=True)
     teacher_file = os.path.join(out, "my_teacher.keras")
@@ -81,8 +85,14 @@ def main(folder, out, image_size=(32, 32), teacher_size=(96, 96), teacher_epochs
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                         metrics=["accuracy"])
         steps = max(1, -(-len(splits.train) // 32))
+        # Keras Applications' BatchNorm layers average with momentum 0.999: after a few
+        # hundred steps their moving statistics still hold much of their initial (0, 1) and
+        # the model evaluates near chance. PreciseBatchNorm recomputes them for the current
+        # weights from 1,024 training images before each validation (and so before saving).
+        sample = splits.train.take(np.arange(min(1024, len(splits.train))))
+        precise_bn = PreciseBatchNorm(make_dataset(sample, training=False, **data))
         teacher.fit(train, validation_data=val, epochs=teacher_epochs, steps_per_epoch=steps,
-                    verbose=verbose)
+                    callbacks=[precise_bn], verbose=verbose)
         teacher.save(teacher_file)
     return tfigkd.run(tfigkd.load_config(settings), out, verbose=verbose)
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tfigkd.config import config_from_dict
-from tfigkd.experiments.pipeline import mode_statistics, run_pipeline
+from tfigkd.experiments.pipeline import mode_statistics, run_pipeline, teacher_warnings
 from tfigkd.experiments.report import _statistics_lines
 from tfigkd.testing import tiny_config_dict, write_npz
 
@@ -28,9 +28,19 @@ def test_statistics_and_warnings_on_known_numbers():
     text = " ".join(st["warnings"])
     assert "kd_ig vs student" in text and "kd vs student" not in text
     assert "not better" not in text
-    # A teacher below the plain student is flagged.
-    st = mode_statistics(_rows(acc), teacher_test_accuracy=0.79)
-    assert any("not better than the plain student" in w for w in st["warnings"])
+    # A teacher below the plain student, or at chance, is flagged, with any number of seeds.
+    rows = _rows(acc)
+    assert teacher_warnings({"test_accuracy": 0.90}, rows, 10, 800) == []
+    (w,) = teacher_warnings({"test_accuracy": 0.79}, rows, 10, 800)
+    assert "not better than the plain student (0.8000" in w
+    one_seed = _rows({"student": [0.8], "kd": [0.82]})
+    at_chance = teacher_warnings({"test_accuracy": 0.10}, one_seed, 10, 800)
+    assert len(at_chance) == 2 and "at chance level (1/10 = 0.1000)" in at_chance[0]
+    # Chance is judged against the test size: 30 % of 40 images over 4 classes could be
+    # luck (binomial p ~ 0.3); of 4,000 images it could not.
+    assert teacher_warnings({"test_accuracy": 0.30}, [], 4, 40)[0].startswith(
+        "The teacher's test accuracy (0.3000) is at chance")
+    assert teacher_warnings({"test_accuracy": 0.30}, [], 4, 4000) == []
     lines = "\n".join(_statistics_lines(st))
     assert "| kd | 6 | 0.8500 ±" in lines and "low-powered" in lines
     # One seed per mode: no statistics at all.

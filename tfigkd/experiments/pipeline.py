@@ -12,6 +12,7 @@ import math
 import os
 import time
 
+import numpy as np
 
 import tfigkd
 from tfigkd.config import config_to_dict
@@ -107,6 +108,37 @@ def _latency(cfg, out_dir, splits, best, teacher_path, metas, stem):
                        "median of the timed invokes after warm-up"}
 
 
+def teacher_warnings(t_metrics, students, num_classes, test_images):
+    """Warnings about the teacher that hold whatever the number of seeds.
+
+    A teacher at chance (an adopted model fed the wrong normalisation or
+    size, or one trained briefly from scratch whose BatchNorm moving averages
+    never caught up) makes every KD and IG mode meaningless, so it is said
+    loudly rather than left for the reader to notice in a table. "At chance"
+    means a one-sided binomial test cannot tell its test accuracy from
+    1/classes at the 1 % level (``scipy.stats.binomtest``).
+    """
+    from scipy.stats import binomtest
+
+    acc = t_metrics["test_accuracy"]
+    chance = 1.0 / max(1, num_classes)
+    out = []
+    correct = int(round(acc * test_images))
+    if test_images and binomtest(correct, test_images, chance,
+                                 alternative="greater").pvalue > 0.01:
+        out.append(
+            f"The teacher's test accuracy ({acc:.4f}) is at chance level (1/{num_classes} = "
+            f"{chance:.4f}): KD and IG from it carry no information. Check teacher.train."
+            "input_norm and teacher.input_size against how it was trained; a model trained "
+            "briefly from scratch with plain Keras fit may need its BatchNorm statistics "
+            "recomputed (tfigkd.models.batchnorm.recompute_batchnorm_statistics).")
+    plain = [s["test_accuracy"] for s in students if s["mode"] == "student"]
+    if plain and acc <= float(np.mean(plain)):
+        out.append(f"The teacher ({acc:.4f}) is not better than the plain student "
+                   f"({float(np.mean(plain)):.4f} mean over seeds): KD cannot help here.")
+    return out
+
+
 def mode_statistics(students, teacher_test_accuracy):
     """Paired statistics of the modes over seeds, and the warnings a reader needs.
 
@@ -127,10 +159,6 @@ def mode_statistics(students, teacher_test_accuracy):
              "agreement_spearman": None, "agreement_iou": None} for s in students]
     modes, comparisons = summarize(rows, resamples=2000)
     warnings = []
-    plain = modes.get("student", {}).get("test_accuracy")
-    if plain and teacher_test_accuracy <= plain["mean"]:
-        warnings.append(f"The teacher ({teacher_test_accuracy:.4f}) is not better than the plain "
-                        f"student ({plain['mean']:.4f} mean over seeds): KD cannot help here.")
     for c in comparisons:
         if c["metric"] != "test_accuracy" or c["b"] != "student":
             continue
@@ -202,6 +230,10 @@ def _run_pipeline(cfg, out_dir, verbose):
                 if cfg.export.int8 and (cfg.export.latency or cfg.export.targets != ["phone"])
                 else None)
     statistics = mode_statistics(students, t_metrics["test_accuracy"])
+    warnings = teacher_warnings(t_metrics, students, splits.num_classes, len(splits.test))
+    warnings += [w for w in (statistics["warnings"] if statistics else []) if w not in warnings]
+    for w in warnings:
+        log.warning("%s", w)
     summary = {
         "tfigkd_version": tfigkd.__version__,
         "config_name": cfg.name,
@@ -220,7 +252,7 @@ def _run_pipeline(cfg, out_dir, verbose):
         "int8": export,
         "deploy": deployed,
         "statistics": statistics,
-        "warnings": statistics["warnings"] if statistics else [],
+        "warnings": warnings,
         "wall_seconds_this_run": time.time() - t0,
         "config": config_to_dict(cfg),
     }

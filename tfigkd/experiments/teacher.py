@@ -149,7 +149,7 @@ def _adopt_teacher(cfg, out_dir, splits, metrics_path, recipe):
     tcfg = cfg.teacher.train
     val_ds, test_ds = eval_datasets(splits, tcfg, image_size=cfg.teacher.input_size)
     metrics = {
-        "model": cfg.teacher.model.name, "model_path": path, "adopted": True,
+        "model": model.name, "model_path": path, "adopted": True,
         "val_accuracy": evaluate_accuracy(model, val_ds),
         "test_accuracy": evaluate_accuracy(model, test_ds),
         "best_epoch": None, "epochs": 0, "trainable_params": trainable_params(model),
