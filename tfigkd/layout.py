@@ -14,7 +14,7 @@ IG_DIR = "ig"
 ATTRIBUTIONS_DIR = "attributions"  # stored overlay maps other than IG: attributions/<source>
 LOGITS_DIR = "teacher_logits"
 # Stored maps joined to a streamed training split (data larger than memory).
-JOINED_MAPS_DIR = "work/maps"
+JOINED_MAPS_DIR = os.path.join("work", "maps")
 STUDENTS_DIR = "students"
 EXPORT_DIR = "export"
 WORK_DIR = "work"  # checkpoints of unfinished training (work/<stage>)

@@ -308,7 +308,7 @@ def _parse(raw):
 
 
 def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=None,
-              to_file=None, keep=True):
+              join_dir=None, keep=True):
     """Reads the store and returns maps aligned to ``subset``'s order.
 
     Args:
@@ -317,11 +317,11 @@ def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=Non
         fingerprint: That subset's fingerprint.
         teacher_hash: If given, the teacher file's SHA-256 must match.
         settings: If given (an ``IGSettings``), must match the stored ones.
-        to_file: For data larger than memory: join the maps into this
-            ``.npy`` file (written row by row, atomically) and return them
-            unread (``tfigkd.data.lazy.LazyRows``). A file already there
-            is reused: its name must carry a key of the manifest and the
-            subset's indices (``joined_maps_path``).
+        join_dir: For data larger than memory: join the maps into a ``.npy``
+            file in this folder (written row by row, atomically; named by
+            ``joined_maps_path``, a key of the manifest and the subset's
+            indices, so a file already there is reused only for the same
+            store and split) and return them unread (``LazyRows``).
         keep: False checks every record without keeping the maps (returns None).
 
     Returns:
@@ -354,7 +354,8 @@ def load_maps(store_dir, subset, *, fingerprint, teacher_hash=None, settings=Non
     if (h, w) != tuple(subset.x.shape[1:3]):
         raise StoreMismatchError(f"IG maps are {h}x{w} but the images are "
                                  f"{subset.x.shape[1]}x{subset.x.shape[2]}.")
-    if keep and to_file is not None:
+    if keep and join_dir is not None:
+        to_file = joined_maps_path(store_dir, subset, join_dir)
         if os.path.exists(to_file):
             for sh in man["shards"]:
                 _verify_file(store_dir, {**sh, "num_shards": len(man["shards"])})

@@ -152,21 +152,25 @@ def test_maps_joined_to_a_file_for_streamed_data(tmp_path):
     finalize_store(store)
     keys = dict(fingerprint=fingerprint(s), teacher_hash="t" * 64)
     in_memory = load_maps(store, s, **keys)
-    path = joined_maps_path(store, s, str(tmp_path / "joined"))
-    lazy = load_maps(store, s, to_file=path, **keys)
+    join = str(tmp_path / "joined")
+    path = joined_maps_path(store, s, join)
+    lazy = load_maps(store, s, join_dir=join, **keys)
+    assert lazy.path == path
     assert isinstance(lazy, LazyRows) and lazy.dtype == np.float16 and lazy.shape == (23, H, W)
     np.testing.assert_array_equal(np.asarray(lazy), in_memory)
     np.testing.assert_array_equal(lazy[np.array([4, 0, 22])], in_memory[[4, 0, 22]])
     stamp = os.stat(path).st_mtime_ns
-    again = load_maps(store, s, to_file=path, **keys)
+    again = load_maps(store, s, join_dir=join, **keys)
     assert os.stat(path).st_mtime_ns == stamp  # reused, not rewritten
     np.testing.assert_array_equal(np.asarray(again), in_memory)
     # Another order of the same examples is another file.
     perm = np.random.default_rng(1).permutation(len(s))
-    other = joined_maps_path(store, s.take(perm), str(tmp_path / "joined"))
-    assert other != path
-    np.testing.assert_array_equal(
-        np.asarray(load_maps(store, s.take(perm), to_file=other,
-                             fingerprint=fingerprint(s.take(perm)))), in_memory[perm])
+    other = load_maps(store, s.take(perm), join_dir=join, fingerprint=fingerprint(s.take(perm)))
+    assert other.path != path
+    np.testing.assert_array_equal(np.asarray(other), in_memory[perm])
     # keep=False checks every record and keeps nothing.
     assert load_maps(store, s, keep=False, **keys) is None
+    # An unfinished store is the usual one-line error, not a missing-file crash.
+    os.remove(os.path.join(store, "manifest.json"))
+    with pytest.raises(StoreMismatchError, match="incomplete"):
+        load_maps(store, s, join_dir=join, **keys)

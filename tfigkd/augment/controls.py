@@ -84,7 +84,7 @@ def noise_maps(maps, seed, sigma=2.0):
     # own file (whose name holds their key) and the rows selected.
     tag = hashlib.sha256(np.asarray(maps.rows, np.int64).tobytes()).hexdigest()[:12]
     path = (f"{os.path.splitext(maps.path)[0]}-noise-v{DERIVATION_VERSION}-s{int(seed)}"
-            f"-sigma{float(sigma):g}-{tag}.npy")
+            f"-sigma{float(sigma)!r}-{tag}.npy")
     if not os.path.exists(path):
         with atomic_path(path) as tmp, NpyRowWriter(tmp, maps.shape, maps.dtype) as out:
             for pos, block in maps.chunks():

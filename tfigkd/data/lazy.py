@@ -20,10 +20,37 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+_FD_LOCK = threading.Lock()
+# One pread/pwrite call moves at most this much (Linux caps a call near 2 GiB).
+_IO_CHUNK = 1 << 30
+
+
+def _pread_all(fd, size, offset, path):
+    """``size`` bytes at ``offset``, in calls of at most ``_IO_CHUNK``; short only at end of file."""
+    parts, done = [], 0
+    while done < size:
+        part = os.pread(fd, min(size - done, _IO_CHUNK), offset + done)
+        if not part:
+            raise OSError(f"{path}: the file ends {size - done} bytes early (truncated); delete it "
+                          "(or its cache folder) and rerun.")
+        parts.append(part)
+        done += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _pwrite_all(fd, data, offset):
+    """Writes all of ``data`` at ``offset`` (pwrite may write less than asked)."""
+    view = memoryview(data)
+    while len(view):
+        n = os.pwrite(fd, view[:_IO_CHUNK], offset)
+        view, offset = view[n:], offset + n
 
 
 def memory_budget_bytes(budget_mb=None):
@@ -95,8 +122,7 @@ class LazyRows:
         out = np.empty((len(src), *self.full_shape[1:]), self.dtype)
         if not len(src):
             return out
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+        fd = self._open()
         order = np.argsort(src, kind="stable")
         flat = out.reshape(len(src), -1)  # a view: filling it fills ``out``
         # One pread per run of consecutive stored rows.
@@ -105,13 +131,18 @@ class LazyRows:
         breaks = np.flatnonzero(np.diff(s) != 1) + 1
         for end in list(breaks) + [len(s)]:
             first, count = int(s[start]), end - start
-            buf = os.pread(self._fd, count * self.row_bytes, self.offset + first * self.row_bytes)
-            if len(buf) != count * self.row_bytes:
-                raise OSError(f"{self.path}: short read (the file was truncated); "
-                              "delete it (or its cache folder) and rerun.")
+            buf = _pread_all(fd, count * self.row_bytes, self.offset + first * self.row_bytes,
+                             self.path)
             flat[order[start:end]] = np.frombuffer(buf, self.dtype).reshape(count, -1)
             start = end
         return out
+
+    def _open(self):
+        # Under a lock: tf.data may call ``read`` from several threads at once.
+        with _FD_LOCK:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            return self._fd
 
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
@@ -177,7 +208,7 @@ class NpyRowWriter:
         rows = np.ascontiguousarray(rows, self.dtype)
         if rows.shape[1:] != self.shape[1:]:
             raise ValueError(f"rows of shape {rows.shape[1:]} for a file of {self.shape[1:]}")
-        os.pwrite(self._fd, rows.tobytes(), self.offset + int(first) * self.row_bytes)
+        _pwrite_all(self._fd, rows.tobytes(), self.offset + int(first) * self.row_bytes)
 
     def close(self):
         """Flushes to disk and closes the file."""

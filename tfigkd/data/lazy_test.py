@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -118,3 +120,21 @@ def test_streamed_extras_are_read_per_batch(folder_pair, tmp_path):
     assert len(a) == len(b) > 1
     for (xa, _), (xb, _) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
+
+
+def test_large_reads_and_writes_go_in_chunks_and_truncation_is_named(tmp_path, monkeypatch):
+    """Reads and writes bigger than one system call are split; a truncated file says so."""
+    from tfigkd.data import lazy
+
+    monkeypatch.setattr(lazy, "_IO_CHUNK", 7)  # bytes: every row spans several calls
+    arr = np.arange(6 * 5 * 3, dtype=np.uint16).reshape(6, 5, 3)
+    path = str(tmp_path / "a.npy")
+    with lazy.NpyRowWriter(path, arr.shape, arr.dtype) as w:
+        w.write(0, arr)
+    np.testing.assert_array_equal(np.load(path), arr)
+    lazy_rows = LazyRows.open(path)
+    np.testing.assert_array_equal(lazy_rows[np.array([5, 0, 1, 2])], arr[[5, 0, 1, 2]])
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 4)
+    with pytest.raises(OSError, match="ends 4 bytes early"):
+        lazy_rows.take(np.array([5]))[np.array([0])]

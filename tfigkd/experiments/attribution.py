@@ -89,18 +89,16 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
 def load_ig_maps(cfg, out_dir, splits, source="ig"):
     """The stored maps of ``source`` for ``splits.train``, checked against data, teacher, settings."""
     from tfigkd.attribution.sources import source_settings, store_dir
-    from tfigkd.attribution.store import joined_maps_path
     from tfigkd.data.lazy import is_lazy
 
     store = store_dir(out_dir, source)
     # Streamed images (larger than memory) get streamed maps: joined once
     # into a file under the run folder and read a batch at a time.
-    to_file = (joined_maps_path(store, splits.train, os.path.join(out_dir, JOINED_MAPS_DIR))
-               if is_lazy(splits.train.x) else None)
+    join_dir = os.path.join(out_dir, JOINED_MAPS_DIR) if is_lazy(splits.train.x) else None
     return load_maps(store, splits.train,
                      fingerprint=splits.fingerprint,
                      teacher_hash=file_sha256(teacher_path(cfg, out_dir)),
-                     settings=source_settings(cfg, source), to_file=to_file)
+                     settings=source_settings(cfg, source), join_dir=join_dir)
 
 
 def stored_sources(modes):
