@@ -6,8 +6,6 @@ import logging
 import os
 import time
 
-import numpy as np
-
 import tfigkd
 from tfigkd.bench.latency import (benchmark_tflite, compare_with_litert_benchmark,
                                   litert_benchmark, plot_latency, speedups)
@@ -19,18 +17,21 @@ log = logging.getLogger(__name__)
 def _convert_all(entries, quants, splits, out_dir, calibration_images, check_images, verbose,
                  cfg=None):
     from tfigkd.data import normalize
-    from tfigkd.export.exporter import litert_check, model_input_norm, representative_images
+    from tfigkd.export.exporter import (check_subset, litert_check, model_input_norm,
+                                        model_pixels, model_size, representative_images)
     from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.io import file_sha256
     from tfigkd.models import count_macs, load_model_file
 
     models = []
-    test = splits.test.take(np.arange(min(check_images or len(splits.test), len(splits.test))))
+    test = check_subset(splits.test, check_images or None)
     for e in entries:
         model = load_model_file(e["keras_path"], f"--{e['role']}")
         norm = model_input_norm(e["keras_path"], cfg, e.get("input_norm"))
         sha = file_sha256(e["keras_path"])
         macs = count_macs(model)
+        # A teacher at its own input size (teacher.input_size) is fed images resized to it.
+        size = model_size(model, splits, cfg, e["keras_path"])
         x_test = ref = None  # computed only if some quantisation is not cached yet
         for q in quants:
             path = os.path.join(out_dir, "models", f"{e['name']}_{q}.tflite")
@@ -39,9 +40,10 @@ def _convert_all(entries, quants, splits, out_dir, calibration_images, check_ima
                 info = read_json(info_path)  # converted and checked by an earlier run
             else:
                 if ref is None:
-                    x_test = normalize(test.x, norm, splits.mean, splits.std).numpy()
+                    x_test = normalize(model_pixels(test.x, size), norm, splits.mean,
+                                       splits.std).numpy()
                     ref = model.predict(x_test, batch_size=256, verbose=0).argmax(1)
-                rep = (representative_images(splits, norm, calibration_images)
+                rep = (representative_images(splits, norm, calibration_images, size=size)
                        if q == "int8" else None)
                 data = convert(model, q, rep)
                 save_tflite(data, path)

@@ -80,7 +80,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     from tfigkd.data import make_dataset, normalize
     from tfigkd.distill.logit_cache import IndexedRows, compute_logits
     from tfigkd.distill.losses import ce_loss, kd_loss
-    from tfigkd.export.exporter import litert_check, representative_images
+    from tfigkd.export.exporter import check_subset, litert_check, representative_images
     from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.models import load_model_file
 
@@ -93,8 +93,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     os.makedirs(out_dir, exist_ok=True)
     student = load_model_file(student_path, "--model")
     teacher = load_model_file(teacher_path, "--teacher")
-    test = splits.test if check_images is None else splits.test.take(
-        np.arange(min(check_images, len(splits.test))))
+    test = check_subset(splits.test, check_images)
     x_test = normalize(test.x, student_norm, splits.mean, splits.std).numpy()
     rep = representative_images(splits, student_norm, calibration_images, seed)
     ref = student.predict(x_test, batch_size=256, verbose=0).argmax(1)

@@ -92,6 +92,25 @@ def model_pixels(images, size):
     return np.asarray(resize_images(images, size))
 
 
+def check_subset(test, check_images=None):
+    """The test images a secondary check (bench, compress, check-phone) runs on, in memory.
+
+    The first ``check_images`` (None: all); a test split streamed from disk
+    (data larger than memory) without a count gets its first
+    ``MEDIAPIPE_STREAMED_IMAGES`` instead, which is logged. ``export_model``
+    itself checks a streamed split completely, in blocks.
+    """
+    from tfigkd.data import Subset
+
+    n = len(test) if check_images is None else min(int(check_images), len(test))
+    if check_images is None and is_lazy(test.x) and n > MEDIAPIPE_STREAMED_IMAGES:
+        log.info("The test split is streamed from disk: checking its first %d of %d images "
+                 "(--check-images to change).", MEDIAPIPE_STREAMED_IMAGES, n)
+        n = MEDIAPIPE_STREAMED_IMAGES
+    sub = test.take(np.arange(n))
+    return Subset(np.asarray(sub.x), sub.y, sub.index) if is_lazy(sub.x) else sub
+
+
 def model_size(model, splits, cfg=None, label="Model"):
     """The (H, W) the images must be resized to for ``model``, or None for the data's size.
 
@@ -205,7 +224,7 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     # Test images streamed from disk (data larger than memory) are checked in blocks
     # of ~64 MB of model inputs; in-memory ones in one block, as before.
     ref, lite = [], []
-    for block in _check_blocks(test, size):
+    for block in _check_blocks(test, size, 3 if prof.app_ready else None):
         x_block = np.asarray(test.x[block]) if is_lazy(test.x) else test.x
         x_in = inputs(x_block)
         ref.append(model.predict(x_in, batch_size=256, verbose=0).argmax(1))
@@ -266,14 +285,19 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
     return meta
 
 
-def _check_blocks(test, size):
-    """Position blocks of the test split for the export checks (one block unless streamed)."""
+def _check_blocks(test, size, channels=None):
+    """Position blocks of the test split for the export checks (one block unless streamed).
+
+    ``channels``: of the largest input a block is turned into (3 for the RGB
+    feed of an app-ready file of a grayscale model); default: the data's.
+    """
     n = len(test)
     if not is_lazy(test.x):
         yield slice(0, n)
         return
     h, w = size or test.x.shape[1:3]
-    rows = max(1, CHECK_BLOCK_BYTES // (4 * int(h) * int(w) * int(test.x.shape[-1])))
+    c = max(int(test.x.shape[-1]), int(channels or 0))
+    rows = max(1, CHECK_BLOCK_BYTES // (4 * int(h) * int(w) * c))
     for start in range(0, n, rows):
         yield slice(start, min(start + rows, n))
 

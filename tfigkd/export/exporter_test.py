@@ -261,3 +261,26 @@ def test_streamed_test_split_is_checked_in_blocks_with_the_same_results(tmp_path
             got["mem"]["tflm"]["agreement_with_litert"]
     else:
         assert got["lazy"]["mediapipe"]["images"] == len(mem.test)
+
+
+def test_secondary_checks_read_a_bounded_sample_of_a_streamed_split(tmp_path, monkeypatch):
+    """bench / compress / check-phone: a streamed test split is capped and read into memory."""
+    import numpy as np
+
+    from tfigkd.config import DataConfig
+    from tfigkd.data import load_splits
+    from tfigkd.data.images_test import mixed_folder
+    from tfigkd.export import exporter
+
+    root = mixed_folder(tmp_path / "imgs", n=8)
+    base = dict(source="image_folder", path=str(root), image_size=[6, 5], color="rgb",
+                test_fraction=0.5,
+                cache_dir=str(tmp_path / "c"))
+    mem, lazy = load_splits(DataConfig(**base)), load_splits(DataConfig(**base, memory_budget_mb=0))
+    monkeypatch.setattr(exporter, "MEDIAPIPE_STREAMED_IMAGES", 3)
+    sub = exporter.check_subset(lazy.test)
+    assert isinstance(sub.x, np.ndarray) and len(sub) == 3
+    np.testing.assert_array_equal(sub.x, mem.test.x[:3])
+    np.testing.assert_array_equal(sub.y, mem.test.y[:3])
+    assert len(exporter.check_subset(lazy.test, 5)) == 5  # an explicit count is kept
+    assert len(exporter.check_subset(mem.test)) == len(mem.test)  # in memory: all

@@ -120,9 +120,9 @@ def check_phone_file(tflite_path, splits, check_images=None):
     with open(tflite_path, "rb") as f:
         data = f.read()
     io = io_details(data)
-    test = splits.test if check_images is None else splits.test.take(
-        np.arange(min(check_images, len(splits.test))))
-    from tfigkd.export.exporter import model_pixels
+    from tfigkd.export.exporter import check_subset, model_pixels
+
+    test = check_subset(splits.test, check_images)
 
     x = test.x
     shape = io["inputs"][0]["shape"]
