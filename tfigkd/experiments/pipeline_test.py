@@ -122,3 +122,22 @@ def test_changed_settings_are_not_silently_reused(result):
     d2 = {**d, "student": {**d["student"], "temperature": 4.0}}
     with pytest.raises(UserError, match=r"student.temperature: 2.5 -> 4.0.*new --out"):
         run_pipeline(config_from_dict(d2), out, verbose=0)
+
+
+def test_report_of_modes_with_several_overlay_sources(result, tmp_path):
+    """kd_ig beside kd_gradcam: the maps arrive as {source: maps}; the grid shows the IG ones."""
+    from tfigkd.experiments.attribution import load_ig_maps
+    from tfigkd.experiments.report import write_report
+    from tfigkd.io import read_json
+
+    summary, out, d = result
+    cfg = config_from_dict(d)
+    splits = load_splits(cfg.data)
+    maps = load_ig_maps(cfg, out, splits)
+    students = [dict(read_json(os.path.join(out, "students", f"{m}-s0", "metrics.json")),
+                     name=m) for m in ("student", "kd_ig")]
+    t_metrics = read_json(os.path.join(out, "teacher_metrics.json"))
+    write_report(str(tmp_path), summary, splits, {"ig": maps, "gradcam": maps[::-1]}, students,
+                 t_metrics, cfg)
+    assert os.path.getsize(tmp_path / "plots" / "ig_grid.png") > 1000
+    assert "ig_grid.png" in open(tmp_path / "report.md").read()

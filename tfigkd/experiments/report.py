@@ -59,7 +59,13 @@ def plot_modes(path, students, teacher_acc):
 
 
 def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg):
-    """Writes ``report.md`` and its plots into ``out_dir``."""
+    """Writes ``report.md`` and its plots into ``out_dir``.
+
+    ``maps``: the IG maps, or ``{source: maps}`` when the modes overlay
+    several sources (the grid shows the IG ones).
+    """
+    if isinstance(maps, dict):
+        maps = maps.get("ig")
     plots = os.path.join(out_dir, PLOTS_DIR)
     os.makedirs(plots, exist_ok=True)
     plot_curves(os.path.join(plots, "curves.png"),
