@@ -40,7 +40,7 @@ from common import write_result  # noqa: E402
 from tfigkd.bench.latency import benchmark_tflite  # noqa: E402
 from tfigkd.config import load_config  # noqa: E402
 from tfigkd.data import load_splits  # noqa: E402
-from tfigkd.distill.logit_cache import cached_teacher_logits  # noqa: E402
+from tfigkd.distill.logit_cache import student_logit_cache  # noqa: E402
 from tfigkd.experiments.common import machine_info  # noqa: E402
 from tfigkd.experiments.student import train_student  # noqa: E402
 from tfigkd.export.exporter import export_model  # noqa: E402
@@ -127,8 +127,8 @@ def main(argv=None):
                          == splits.test.y).mean())
     log.info("Teacher Keras fp32 test accuracy %.4f on %d images", teacher_acc, len(splits.test))
     os.makedirs(args.work, exist_ok=True)
-    logits = cached_teacher_logits(os.path.join(args.work, "teacher_logits"), args.teacher, splits,
-                                   t_norm, teacher=teacher)
+    logits = student_logit_cache(cfg, os.path.join(args.work, "teacher_logits"), args.teacher,
+                                 splits, teacher=teacher)
     export_dir = os.path.join(args.work, "export")
     models = [{"name": "teacher", "model": cfg.teacher.model.name,
                "kwargs": dict(cfg.teacher.model.kwargs), "mode": "teacher",

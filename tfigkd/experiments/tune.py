@@ -330,19 +330,27 @@ def _enqueued(t, params):
     return [dict(values) for values in t.enqueue]
 
 
-def trial_logits(full, scfg, num_classes):
+def trial_logits(full, scfg, num_classes, memo=None):
     """A trial's cached teacher logits: the shared full logits, or their top-k packing.
 
     The study caches every logit once; with ``student.logit_top_k`` each trial
     packs its top k at its own ``student.temperature`` (which the search may
     vary), exactly as a top-k cache written at that temperature would hold.
+    ``memo`` (a dict) keeps the packing of each (k, temperature), so trials
+    that share them (the temperature not searched) pack once.
     """
     from tfigkd.distill.topk import pack_top_k, top_k_in_effect
 
     k = top_k_in_effect(scfg.logit_top_k, num_classes)
     if full is None or not k:
         return full
-    return pack_top_k(full, k, scfg.temperature)
+    key = (k, float(scfg.temperature))
+    if memo is None:
+        return pack_top_k(full, *key)
+    if key not in memo:
+        memo.clear()  # one packing at a time: they are as large as the data
+        memo[key] = pack_top_k(full, *key)
+    return memo[key]
 
 
 def _prepare(cfg, out_dir, splits, mode, verbose):
@@ -415,6 +423,7 @@ class TrialObjective:
         self.cfg, self.base, self.params, self.out_dir = cfg, base, params, out_dir
         self.splits, self.shared, self.study, self.target = splits, shared, study, target
         self.verbose = verbose
+        self._packed = {}  # top-k packing of the shared logits per (k, temperature)
 
     def _check_surplus(self, trial):
         from optuna.trial import TrialState
@@ -458,7 +467,7 @@ class TrialObjective:
         s, splits = tcfg.student, self.splits
         distiller, train_data = build_distillation(
             tcfg, splits, t.mode, t.seed, self.shared["teacher"], self.shared["maps"],
-            trial_logits(self.shared["cached"], tcfg.student, splits.num_classes))
+            trial_logits(self.shared["cached"], tcfg.student, splits.num_classes, self._packed))
         # Validation only: the test split is a WithheldSplit here.
         val_ds = make_dataset(splits.val, batch_size=256, training=False,
                               input_norm=s.train.input_norm, mean=splits.mean, std=splits.std)
