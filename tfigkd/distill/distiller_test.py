@@ -254,3 +254,13 @@ def test_distiller_transfers_attention_from_a_larger_teacher():
     d.compile(optimizer="adam")
     hist = d.fit(x, y, epochs=1, verbose=0).history
     assert np.isfinite(hist["at"]).all()
+
+
+def test_keras_distiller_attention_transfer_refuses_two_input_sizes():
+    """keras.distillation.Distiller feeds both models one batch: AT there needs one input size."""
+    from tfigkd.models import build_model
+
+    student = build_model("resnet8", (8, 8, 1), 3)
+    teacher = build_model("resnet8", (16, 16, 1), 3)
+    with pytest.raises(ValueError, match="feeds both the same batch. Use tfigkd.distill.Distiller"):
+        AttentionTransfer("features_3", "features_3").validate_model_compatibility(teacher, student)

@@ -95,8 +95,19 @@ class AttentionTransfer(keras.distillation.DistillationLoss):
         self.student_layer_name = student_layer_name
 
     def validate_model_compatibility(self, teacher, student):
-        """Both layers exist and have the same spatial size (same stride across input sizes)."""
-        from tfigkd.distill.pairing import blocks_match
+        """Both layers exist and have the same spatial size.
+
+        ``keras.distillation.Distiller`` feeds both models the same images, so
+        the two must take one input size here; a teacher at its own resolution
+        needs ``tfigkd.distill.Distiller``, which resizes the batch for it.
+        """
+        from tfigkd.distill.pairing import blocks_match, cross_resolution
+
+        if cross_resolution(student, teacher):
+            raise ValueError(
+                f"AttentionTransfer: the teacher takes {teacher.input_shape[1:3]} images and the "
+                f"student {student.input_shape[1:3]}; keras.distillation.Distiller feeds both "
+                "the same batch. Use tfigkd.distill.Distiller, which resizes it for the teacher.")
 
         t = teacher.get_layer(self.teacher_layer_name).output.shape
         s = student.get_layer(self.student_layer_name).output.shape
