@@ -2,11 +2,13 @@
 
 import json
 import os
+import types
 
 import pytest
 
 from tfigkd.config import config_from_dict
-from tfigkd.experiments.pipeline import mode_statistics, run_pipeline, teacher_warnings
+from tfigkd.experiments.pipeline import (ig_warnings, mode_statistics, run_pipeline,
+                                         teacher_warnings)
 from tfigkd.experiments.report import _statistics_lines
 from tfigkd.testing import tiny_config_dict, write_npz
 
@@ -41,6 +43,12 @@ def test_statistics_and_warnings_on_known_numbers():
     assert teacher_warnings({"test_accuracy": 0.30}, [], 4, 40)[0].startswith(
         "The teacher's test accuracy (0.3000) is at chance")
     assert teacher_warnings({"test_accuracy": 0.30}, [], 4, 4000) == []
+    # IG maps far from converged are flagged too.
+    ig_cfg = types.SimpleNamespace(n_steps=16)
+    (w,) = ig_warnings({"median_rel_error": 0.35, "p90_rel_error": 1.8}, ig_cfg)
+    assert "median completeness error 35.0% (p90 180.0%) at ig.n_steps = 16" in w
+    assert ig_warnings({"median_rel_error": 0.02, "p90_rel_error": 0.1}, ig_cfg) == []
+    assert ig_warnings(None, ig_cfg) == []
     lines = "\n".join(_statistics_lines(st))
     assert "| kd | 6 | 0.8500 ±" in lines and "low-powered" in lines
     # One seed per mode: no statistics at all.

@@ -139,6 +139,28 @@ def teacher_warnings(t_metrics, students, num_classes, test_images):
     return out
 
 
+IG_ERROR_WARN = 0.05  # median relative completeness error above which the maps are suspect
+
+
+def ig_warnings(completeness, ig_cfg):
+    """A warning when the stored IG maps are far from converged.
+
+    IG's completeness (attributions summing to F(x) - F(baseline)) measures how
+    well the path integral was approximated. A jagged teacher (e.g. a
+    MobileNetV2 trained briefly) can need hundreds of steps where a ResNet-8
+    needs 16; its maps at too few steps are noise, and so is any IG overlay.
+    """
+    if not completeness or completeness.get("median_rel_error") is None:
+        return []
+    med = completeness["median_rel_error"]
+    if med <= IG_ERROR_WARN:
+        return []
+    return [f"The IG maps are far from converged: median completeness error {med:.1%} (p90 "
+            f"{completeness.get('p90_rel_error', float('nan')):.1%}) at ig.n_steps = "
+            f"{ig_cfg.n_steps}. Raise ig.n_steps (error roughly quarters with each 4x) or set "
+            "ig.adaptive: true, then recompute the maps (precompute-ig into a new folder)."]
+
+
 def mode_statistics(students, teacher_test_accuracy):
     """Paired statistics of the modes over seeds, and the warnings a reader needs.
 
@@ -231,6 +253,7 @@ def _run_pipeline(cfg, out_dir, verbose):
                 else None)
     statistics = mode_statistics(students, t_metrics["test_accuracy"])
     warnings = teacher_warnings(t_metrics, students, splits.num_classes, len(splits.test))
+    warnings += ig_warnings(manifest["completeness"] if manifest else None, cfg.ig)
     warnings += [w for w in (statistics["warnings"] if statistics else []) if w not in warnings]
     for w in warnings:
         log.warning("%s", w)
