@@ -209,6 +209,7 @@ def test_pruner_prunes_a_hopeless_trial(toy_npz, ig_run, tmp_path):
     assert len(s.trials[1].intermediate_values) < 4  # stopped before its last epoch
 
 
+@pytest.mark.large  # ~20 s; CI's time limit (the single-objective study runs in CI)
 def test_pareto_front_of_accuracy_and_macs(toy_npz, ig_run, tmp_path):
     path = tune_config(toy_npz, os.path.join(ig_run, "teacher.keras"), tmp_path, trials=2,
                        mode="student", objectives=["val_accuracy", "macs"], sampler="grid",

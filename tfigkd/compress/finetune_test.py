@@ -7,7 +7,8 @@ from tfigkd.compress.finetune import compress_student
 from tfigkd.export.flatbuffer import io_details
 
 
-@pytest.mark.parametrize("method", ["qat", "prune"])
+# prune runs with `-m large` (~13 s; CI's time limit); QAT, the other path, runs in CI.
+@pytest.mark.parametrize("method", ["qat", pytest.param("prune", marks=pytest.mark.large)])
 def test_compress_runs_and_converts(trained_tiny, tmp_path, method):
     cfg, splits, path = trained_tiny
     # The tiny model plays both teacher and student: this checks the plumbing.
