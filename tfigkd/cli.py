@@ -8,6 +8,7 @@ import os
 import sys
 
 from tfigkd.errors import UserError
+from tfigkd.layout import ABLATION_MD, SWEEP_MD
 
 
 def _quiet_tf(verbose):
@@ -113,7 +114,7 @@ def cmd_ablate(args):
                     shard=parse_shard_spec(args.shard) if args.shard else (0, 1),
                     report_only=args.report)
     print(f"{report['finished']} of {report['units']} units finished; "
-          f"{os.path.join(args.out, 'ablation.md')}")
+          f"{os.path.join(args.out, ABLATION_MD)}")
     for note in report["notes"]:
         print(f"note: {note}")
     for c in report["comparisons"]:
@@ -149,7 +150,7 @@ def cmd_sweep(args):
                    modes=args.modes, shard=parse_shard_spec(args.shard) if args.shard else (0, 1),
                    report_only=args.report)
     print(f"{len(report['designs'])} students x {len(report['modes'])} modes; "
-          f"{os.path.join(args.out, 'sweep.md')}")
+          f"{os.path.join(args.out, SWEEP_MD)}")
     for note in report["notes"]:
         print(f"note: {note}")
     for r in report["rows"]:
