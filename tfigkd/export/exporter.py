@@ -148,8 +148,13 @@ def litert_check(model_bytes, x, labels, keras_pred):
         (dict with images, accuracy, agreement_with_keras; LiteRT's predicted classes).
     """
     pred = tflite_predict(model_bytes, x, batch_size=256).argmax(1)
-    return {"images": int(len(x)), "accuracy": float((pred == labels).mean()),
-            "agreement_with_keras": float((pred == keras_pred).mean())}, pred
+    return litert_figures(pred, labels, keras_pred), pred
+
+
+def litert_figures(pred, labels, keras_pred):
+    """Images, accuracy and agreement with Keras of LiteRT's predicted classes ``pred``."""
+    return {"images": int(len(pred)), "accuracy": float((pred == labels).mean()),
+            "agreement_with_keras": float((pred == keras_pred).mean())}
 
 
 def export_model(model_path, target, splits, quant=None, out_dir=None, input_norm=None,
@@ -233,10 +238,9 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
                                    batch_size=256).argmax(1))
     ref, lite = np.concatenate(ref), np.concatenate(lite)
     keras_acc = float((ref == test.y).mean())
-    checks["litert"] = {"images": int(len(lite)), "accuracy": float((lite == test.y).mean()),
-                        "agreement_with_keras": float((lite == ref).mean()),
-                        "keras_accuracy": keras_acc,
-                        "accuracy_drop": keras_acc - float((lite == test.y).mean())}
+    checks["litert"] = litert_figures(lite, test.y, ref)
+    checks["litert"].update(keras_accuracy=keras_acc,
+                            accuracy_drop=keras_acc - checks["litert"]["accuracy"])
     if prof.runtime == "tflite-micro":
         n = min(micro_images, len(test))
         checks["tflm"] = _check_micro(data, prof, io, inputs(np.asarray(test.x[:n])), test.y[:n],
