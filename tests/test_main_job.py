@@ -22,7 +22,7 @@ def test_statistics_and_warnings_on_known_numbers():
     acc = {"student": [0.80, 0.81, 0.79, 0.80, 0.82, 0.78],
            "kd": [0.85, 0.86, 0.84, 0.85, 0.87, 0.83],       # +0.05 every seed: clear
            "kd_ig": [0.80, 0.82, 0.78, 0.81, 0.81, 0.78]}    # within the spread
-    st = mode_statistics(_rows(acc), teacher_test_accuracy=0.90)
+    st = mode_statistics(_rows(acc))
     assert st["modes"]["kd"]["test_accuracy"]["mean"] == pytest.approx(0.85)
     by = {(c["a"], c["b"]): c for c in st["comparisons"] if c["metric"] == "test_accuracy"}
     assert by["kd", "student"]["mean_diff"] == pytest.approx(0.05)
@@ -52,7 +52,7 @@ def test_statistics_and_warnings_on_known_numbers():
     lines = "\n".join(_statistics_lines(st))
     assert "| kd | 6 | 0.8500 ±" in lines and "low-powered" in lines
     # One seed per mode: no statistics at all.
-    assert mode_statistics(_rows({"student": [0.8], "kd": [0.9]}), 0.95) is None
+    assert mode_statistics(_rows({"student": [0.8], "kd": [0.9]})) is None
 
 
 def test_run_with_seeds_mcu_export_and_latency(tmp_path):

@@ -161,7 +161,7 @@ def ig_warnings(completeness, ig_cfg):
             "ig.adaptive: true, then recompute the maps (precompute-ig into a new folder)."]
 
 
-def mode_statistics(students, teacher_test_accuracy):
+def mode_statistics(students):
     """Paired statistics of the modes over seeds, and the warnings a reader needs.
 
     Returns:
@@ -251,7 +251,7 @@ def _run_pipeline(cfg, out_dir, verbose):
     deployed = (deploy(cfg, out_dir, splits, best, t_metrics["model_path"])
                 if cfg.export.int8 and (cfg.export.latency or cfg.export.targets != ["phone"])
                 else None)
-    statistics = mode_statistics(students, t_metrics["test_accuracy"])
+    statistics = mode_statistics(students)
     warnings = teacher_warnings(t_metrics, students, splits.num_classes, len(splits.test))
     warnings += ig_warnings(manifest["completeness"] if manifest else None, cfg.ig)
     warnings += [w for w in (statistics["warnings"] if statistics else []) if w not in warnings]
