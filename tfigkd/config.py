@@ -56,6 +56,13 @@ class DataConfig:
     std: Optional[list[float]] = None
     # [H, W] every image is brought to (None: the data's own size, which must be uniform).
     image_size: Optional[list[int]] = None
+    # Unlabelled training images (an .npz with an array "x" or "x_unlabeled", or a
+    # folder of images at any depth): added to the training split with label -1,
+    # they get only the distillation term (docs/method.md, "Consistent KD").
+    unlabeled: Optional[str] = None
+    # Keep the labels of only this many (stratified) training images and treat the
+    # rest of the training split as unlabelled: the few-labels setting of a study.
+    labeled_subset: Optional[int] = field(default=None, metadata=_range(1, None))
     # stretch: ignore the aspect ratio; crop: centre-crop to it; pad: letterbox with zeros.
     resize: str = field(default="stretch", metadata=_choices("stretch", "crop", "pad"))
     color: Optional[str] = field(default=None, metadata=_choices("rgb", "grayscale"))
@@ -177,7 +184,17 @@ class StudentConfig:
     # Chosen on validation accuracy (quickstart, 3 seeds each: mean 0.7878 aligned vs
     # 0.7800 not; within noise, and aligned is what the method intends).
     align_geometry: bool = True
-    teacher_mode: str = field(default="online", metadata=_choices("online", "cached"))
+    # online: the teacher labels the exact view the student trains on, every step
+    # (consistent KD); per_view: the same logits, computed once per view in batched
+    # inference and stored (tfigkd.distill.view_cache); cached: the teacher's logits of
+    # the un-augmented image, computed once (cheapest, and inconsistent with the view).
+    teacher_mode: str = field(default="online", metadata=_choices("online", "per_view", "cached"))
+    # Function matching (Beyer et al. 2022): mix pairs of training images; the teacher
+    # labels the mixed image and the cross-entropy takes both labels weighted by the
+    # mixing fraction. Applies to every mode of the run (so a plain student of the same
+    # config is the "student + mixing" control).
+    mix: str = field(default="none", metadata=_choices("none", "mixup", "cutmix"))
+    mix_alpha: float = field(default=1.0, metadata=_range(1e-3, None))  # Beta(a, a) of the fraction
     # teacher_mode cached with many classes: keep only the teacher's k largest logits
     # per example (+ the log of the remaining mass); null: all of them (and runs
     # recorded before this key existed still match).
@@ -385,6 +402,9 @@ def _check_paths(cfg: ExperimentConfig, errors):
     if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
         errors.append(f"data.image_size: {d.image_size!r} must be [height, width] in pixels, "
                       "e.g. [32, 32].")
+    if d.unlabeled and not os.path.exists(os.path.expanduser(d.unlabeled)):
+        errors.append(f"data.unlabeled: {d.unlabeled!r} does not exist; point it to an .npz "
+                      "with an array 'x' (uint8 NHWC) or to a folder of images.")
     size = cfg.teacher.input_size
     if size is not None and (len(size) != 2 or min(size) < 1):
         errors.append(f"teacher.input_size: {size!r} must be [height, width] in pixels, "

@@ -13,6 +13,7 @@ TEACHER_METRICS = "teacher_metrics.json"
 IG_DIR = "ig"
 ATTRIBUTIONS_DIR = "attributions"  # stored overlay maps other than IG: attributions/<source>
 LOGITS_DIR = "teacher_logits"
+VIEWS_DIR = "teacher_views"  # per-view logit caches: teacher_views/<view recipe key>
 # Stored maps joined to a streamed training split (data larger than memory).
 JOINED_MAPS_DIR = os.path.join("work", "maps")
 STUDENTS_DIR = "students"

@@ -14,6 +14,9 @@ import tensorflow as tf
 from tfigkd.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Batch keys a ``batch_transform`` may add that travel to the model with the image
+# (mixing: the partner's label and the mixing fraction, read by the Distiller's CE).
+PASSED_TO_MODEL = ("mix_label", "mix_lambda")
 
 
 def normalize(images, mode, mean=None, std=None):
@@ -77,7 +80,7 @@ def apply_geometry(images, geometry, pad):
 def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
                  std=None, crop_pad=4, flip=True, seed=0, with_index=False,
                  drop_remainder=False, batch_transform=None, extras=None,
-                 epoch=0, num_epochs=1, image_size=None):
+                 epoch=0, num_epochs=1, image_size=None, with_view=False):
     """Builds the tf.data pipeline for one split.
 
     A training pipeline's order and augmentation are a pure function of
@@ -112,6 +115,9 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
         image_size: (H, W) the images are resized to (bilinear) after
             augmentation and before normalisation, e.g. a teacher's own
             resolution (None: as stored).
+        with_view: Training only: also yield each example's view number,
+            ``epoch * N + position in that epoch's order``, which keys the
+            per-view teacher-logit cache (``tfigkd.distill.view_cache``).
 
     Returns:
         A ``tf.data.Dataset``.
@@ -151,14 +157,18 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
         if image_size is not None and tuple(image.shape[1:3]) != tuple(image_size):
             image = tf.image.resize(tf.cast(image, tf.float32), image_size, antialias=True)
         x = normalize(image, input_norm, mean, std)
-        if with_index:
-            return {"image": x, "index": batch["index"]}, batch["label"]
+        keys = (("index",) if with_index else ()) + (("view",) if with_view else ()) \
+            + tuple(k for k in PASSED_TO_MODEL if k in batch)
+        if keys:
+            return {"image": x, **{k: batch[k] for k in keys}}, batch["label"]
         return x, batch["label"]
 
     # Streamed data: a bounded number of float batches in flight (AUTOTUNE
     # buffers as many as it likes, which is what the memory budget rules out).
     parallel, ahead = (1, 1) if lazy else (AUTOTUNE, AUTOTUNE)
     if not training:
+        if with_view:
+            raise ValueError("with_view needs training=True: views are training batches.")
         ds = tf.data.Dataset.from_tensor_slices(columns)
         ds = ds if lazy else ds.cache()
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -181,6 +191,8 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
         def gather(b, start):
             idx = order[start:tf.minimum(start + batch_size, n)]
             batch = {k: tf.gather(v, idx) for k, v in tensors.items()}
+            if with_view:
+                batch["view"] = e * n + start + tf.range(tf.size(idx, out_type=tf.int64))
             # One stateless augmentation seed per (seed, epoch, batch).
             return batch, tf.random.experimental.stateless_fold_in(eseed, b + 1)
 

@@ -248,9 +248,12 @@ def load_splits(cfg):
         xtr, xte = (None if x is None else convert_arrays(
             x, cfg.image_size, cfg.resize, cfg.color, cfg.workers) for x in (xtr, xte))
     try:
-        return split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes,
-                            stream=stream)
+        splits = split_arrays(xtr, ytr, xte, yte, cfg, name=name, class_names=classes,
+                              stream=stream)
     except UserError as e:
         # Name the data the user configured, not just the array.
         where = os.path.expanduser(cfg.path) if cfg.path else f"data.source {cfg.source}"
         raise UserError(f"{where}: {e}") from None
+    from tfigkd.data.unlabeled import with_unlabeled
+
+    return with_unlabeled(splits, cfg)

@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 
 from tfigkd.distill.logit_cache import IndexedRows
-from tfigkd.distill.losses import at_loss_per_example, kd_loss_per_example
+from tfigkd.distill.terms import LogitsKD, SupervisedCE, at_loss_per_example, weighted_mean
 from tfigkd.errors import UserError
 
 
@@ -41,12 +41,29 @@ def _with_features(model, layer_names, name):
     return keras.Model(model.inputs, outs, name=name)
 
 
-def _weighted_mean(values, sample_weight):
-    """Keras' "sum_over_batch_size" reduction: sum(w * l) / batch."""
-    if sample_weight is None:
-        return tf.reduce_mean(values)
-    w = tf.reshape(tf.cast(sample_weight, values.dtype), [-1])
-    return tf.reduce_sum(values * w) / tf.cast(tf.size(values), values.dtype)
+def teacher_input(x, teacher, mean=None, std=None):
+    """The student's [0, 1] batch as the teacher takes it: resized to its input size
+    (a teacher at its own resolution) and normalised with its ``mean``/``std``."""
+    size = tuple(teacher.input_shape[1:3])
+    if None not in size and tuple(x.shape[1:3]) != size:
+        x = tf.image.resize(x, size, antialias=True)
+    if mean is None:
+        return x
+    return (x - tf.constant(mean)) / tf.constant(std)
+
+
+class DenseRows:
+    """Rows of an array looked up by a dense key 0..N-1 (the per-view cache's view number)."""
+
+    def __init__(self, values):
+        self.values = tf.constant(values, tf.float32)
+
+    def __call__(self, key_batch):
+        key = tf.cast(key_batch, tf.int64)
+        tf.debugging.assert_less(key, tf.cast(tf.shape(self.values)[0], tf.int64),
+                                 "A view number has no cached teacher logits: the cache "
+                                 "holds fewer epochs than this training runs.")
+        return tf.gather(self.values, key)
 
 
 def _image(inputs):
@@ -85,11 +102,21 @@ class Distiller(keras.Model):
             with "image" and "index", and no teacher forward pass is run.
         cached_top_k: k when ``cached_logits`` are packed top-k rows
             (``tfigkd.distill.topk``); KD is then computed from them.
+        cached_key: "index" (one row per example, looked up by its index) or
+            "view" (one row per training view, ``tfigkd.distill.view_cache``:
+            inputs carry "view", and ``cached_index`` is not used).
+        partial_labels: Some training labels are -1 (unlabelled images): the
+            cross-entropy is ``SupervisedCE``'s mean over labelled examples.
+
+    Batches whose inputs carry "mix_label" and "mix_lambda" (mixing,
+    ``tfigkd.augment.mixing``) also get ``SupervisedCE``'s two-label form. Both
+    need the default supervised loss (``compile(loss=None)``).
     """
 
     def __init__(self, student, teacher=None, alpha=0.01, temperature=2.5, gamma=0.0,
                  at_layers=(), teacher_mean=None, teacher_std=None, cached_logits=None,
-                 cached_index=None, cached_top_k=None, **kwargs):
+                 cached_index=None, cached_top_k=None, cached_key="index",
+                 partial_labels=False, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise UserError(f"alpha must be in [0, 1], got {alpha}.")
@@ -114,8 +141,17 @@ class Distiller(keras.Model):
                         if teacher is not None else None)
         # Packed top-k rows (tfigkd.distill.topk) instead of full logits.
         self.cached_top_k = int(cached_top_k) if cached_top_k else None
-        self._cached = (IndexedRows(cached_logits, cached_index)
-                        if cached_logits is not None else None)
+        if cached_key not in ("index", "view"):
+            raise UserError(f"cached_key must be 'index' or 'view', got {cached_key!r}.")
+        self.cached_key = cached_key
+        self._cached = None
+        if cached_logits is not None:
+            self._cached = (DenseRows(cached_logits) if cached_key == "view"
+                            else IndexedRows(cached_logits, cached_index))
+        self.partial_labels = bool(partial_labels)
+        # The loss terms (tfigkd.distill.terms), summed in compute_loss.
+        self.kd_term = LogitsKD(self.temperature, self.cached_top_k if self._cached else None)
+        self.ce_term = SupervisedCE()
         # Only the terms this configuration uses are logged: a constant-zero
         # "kd" or "at" column says nothing and reads like a bug.
         several = self.alpha > 0 or self.gamma > 0
@@ -139,6 +175,11 @@ class Distiller(keras.Model):
         """
         if loss is None:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        elif self.partial_labels:
+            raise UserError("Unlabelled images need the Distiller's own cross-entropy (it "
+                            "skips them); compile without loss=.")
+        self._default_loss = loss is None or isinstance(
+            loss, keras.losses.SparseCategoricalCrossentropy)
         kwargs.setdefault("jit_compile", False)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
@@ -151,13 +192,7 @@ class Distiller(keras.Model):
         return self.student(x, training=training)
 
     def _teacher_input(self, x):
-        # A teacher at its own resolution sees the batch resized to it.
-        size = tuple(self.teacher.input_shape[1:3])
-        if None not in size and tuple(x.shape[1:3]) != size:
-            x = tf.image.resize(x, size, antialias=True)
-        if self.teacher_mean is None:
-            return x
-        return (x - tf.constant(self.teacher_mean)) / tf.constant(self.teacher_std)
+        return teacher_input(x, self.teacher, self.teacher_mean, self.teacher_std)
 
     def distillation_terms(self, inputs, student_logits, student_features=None,
                            sample_weight=None):
@@ -181,22 +216,32 @@ class Distiller(keras.Model):
             t_out = [tf.stop_gradient(t) for t in (t_out if isinstance(t_out, (list, tuple)) else [t_out])]
         kd = tf.constant(0.0)
         if self.alpha > 0:
-            t_logits = self._cached(inputs["index"]) if self._cached is not None else t_out[0]
-            if self._cached is not None and self.cached_top_k:
-                from tfigkd.distill.topk import kd_loss_top_k_per_example
-
-                per = kd_loss_top_k_per_example(t_logits, student_logits, self.temperature,
-                                                self.cached_top_k)
-            else:
-                per = kd_loss_per_example(t_logits, student_logits, self.temperature)
-            kd = _weighted_mean(per, sample_weight)
+            t_logits = (self._cached(inputs[self.cached_key]) if self._cached is not None
+                        else t_out[0])
+            kd = weighted_mean(self.kd_term.per_example(t_logits, student_logits), sample_weight)
         at = tf.constant(0.0)
         if self.gamma > 0:
             if student_features is None:
                 student_features = self._s_feat(x, training=False)[1:]
-            at = tf.add_n([_weighted_mean(at_loss_per_example(t_f, s_f), sample_weight)
+            at = tf.add_n([weighted_mean(at_loss_per_example(t_f, s_f), sample_weight)
                            for t_f, s_f in zip(t_out[1:], student_features)])
         return kd, at
+
+    def supervised_loss(self, x, y, y_pred, sample_weight=None, training=True):
+        """The student's supervised term: the compiled loss, or ``SupervisedCE`` when a
+        training batch is mixed or may hold unlabelled images."""
+        mixed = isinstance(x, dict) and "mix_lambda" in x
+        if not training or not (mixed or self.partial_labels):
+            return keras.Model.compute_loss(self, x=x, y=y, y_pred=y_pred,
+                                            sample_weight=sample_weight, training=training)
+        if not getattr(self, "_default_loss", True):
+            raise UserError("Mixing and unlabelled images need the Distiller's own "
+                            "cross-entropy; compile without loss=.")
+        ce = self.ce_term.mean(y, y_pred, x.get("mix_label") if mixed else None,
+                               x.get("mix_lambda") if mixed else None, sample_weight)
+        if self.losses:  # model regularisers, as Keras' own compute_loss adds them
+            ce = ce + tf.add_n(self.losses)
+        return ce
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """alpha * KD + (1 - alpha) * (compiled loss) + gamma * AT when training;
@@ -207,8 +252,7 @@ class Distiller(keras.Model):
             y_pred = self(x, training=training)
             features = self._stashed_features
             object.__setattr__(self, "_stashed_features", None)
-        supervised = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                                          training=training)
+        supervised = self.supervised_loss(x, y, y_pred, sample_weight, training)
         if not training or not self._term_names:
             return supervised
         kd, at = self.distillation_terms(x, y_pred, features, sample_weight)
@@ -230,8 +274,8 @@ class Distiller(keras.Model):
         logits = self(inputs, training=training)
         features = self._stashed_features
         object.__setattr__(self, "_stashed_features", None)
-        ce = keras.Model.compute_loss(self, x=inputs, y=y, y_pred=logits,
-                                      sample_weight=sample_weight, training=training)
+        # The training form of the loss, whether the student ran in training mode or not.
+        ce = self.supervised_loss(inputs, y, logits, sample_weight, training=True)
         kd, at = self.distillation_terms(inputs, logits, features, sample_weight)
         total = self.alpha * kd + (1.0 - self.alpha) * ce + self.gamma * at
         return total, ce, kd, at, logits

@@ -7,8 +7,10 @@ import os
 import time
 
 import keras
+import numpy as np
 
 from tfigkd.augment import overlay_transform
+from tfigkd.augment.mixing import chain, mix_transform
 from tfigkd.augment.controls import DERIVED, SOURCES, derived_settings, overlay_maps
 from tfigkd.config import config_to_dict
 from tfigkd.distill import Distiller
@@ -20,7 +22,8 @@ from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, precise
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import LOGS_DIR, METRICS_FILE, MODEL_FILE, WORK_DIR, student_dir, teacher_path
+from tfigkd.layout import (LOGS_DIR, METRICS_FILE, MODEL_FILE, VIEWS_DIR, WORK_DIR, student_dir,
+                           teacher_path)
 from tfigkd.lock import folder_lock
 from tfigkd.models import build_model, count_macs, trainable_params
 from tfigkd.models.teacher_io import affine
@@ -75,12 +78,61 @@ def student_recipe(cfg):
     return d
 
 
+def teacher_affine(cfg, splits):
+    """The teacher's normalisation as (u - m) / s of the student's [0, 1] input (None, None: none)."""
+    t_norm = cfg.teacher.train.input_norm
+    return (None, None) if t_norm == "unit" else affine(
+        t_norm, splits.mean, splits.std, splits.input_shape[-1])
+
+
+def view_recipe(cfg, splits, mode, seed, teacher_sha256):
+    """Everything the training views of (mode, seed) and the teacher's logits of them depend on.
+
+    Keys the per-view logit cache (``tfigkd.distill.view_cache``): modes and
+    settings that see the same views share a cache (alpha, and T unless top-k).
+    """
+    scfg, tcfg = cfg.student, cfg.student.train
+    _, p, _ = mode_weights(mode, scfg)
+    k = top_k_in_effect(scfg.logit_top_k, splits.num_classes)
+    recipe = {"fingerprint": splits.fingerprint, "seed": int(seed), "epochs": tcfg.epochs,
+              "batch_size": tcfg.batch_size, "augment": config_to_dict(tcfg.augment),
+              "student_input_norm": tcfg.input_norm, "mix": scfg.mix,
+              "mix_alpha": scfg.mix_alpha if scfg.mix != "none" else None,
+              "teacher_sha256": teacher_sha256, "teacher_input_norm": cfg.teacher.train.input_norm,
+              "teacher_input_size": cfg.teacher.input_size,
+              "top_k": k, "temperature": scfg.temperature if k else None}
+    if p > 0:
+        recipe["overlay"] = {"source": overlay_source(mode), "p": p,
+                             "exponent_range": list(scfg.exponent_range),
+                             "weight": scfg.overlay_weight, "align_geometry": scfg.align_geometry,
+                             "ig": config_to_dict(cfg.ig),
+                             "maps": overlay_recipe(cfg, mode, seed)}
+    return recipe
+
+
+def training_split(splits, uses_kd):
+    """The split a mode trains on: without a teacher term, unlabelled images teach
+    nothing, so a plain student trains on the labelled images only."""
+    from tfigkd.data.unlabeled import labeled_mask
+
+    mask = labeled_mask(splits.train.y)
+    if uses_kd or mask.all():
+        return splits
+    import dataclasses
+
+    return dataclasses.replace(splits, train=splits.train.take(np.flatnonzero(mask)))
+
+
 def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=None,
-                       drop_remainder=False):
+                       drop_remainder=False, view_dir=None, teacher_file=None):
     """The compiled ``Distiller`` and training data of one student run.
 
     Shared by ``train_student`` and the benchmarks, so a benchmark times
-    exactly what training runs. Arguments as ``train_student``.
+    exactly what training runs. Arguments as ``train_student``, plus:
+
+    Args:
+        view_dir: Folder of the per-view logit caches (``teacher_mode: per_view``).
+        teacher_file: The teacher's ``.keras`` (its SHA-256 keys the per-view cache).
 
     Returns:
         (distiller, train_data): ``train_data(first_epoch, num_epochs)``
@@ -90,33 +142,75 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
     alpha, p, gamma = mode_weights(mode, scfg)
     if p > 0 and maps is None:
         raise UserError(f"Mode {mode!r} needs IG maps; run precompute-ig first.")
+    partial = bool((splits.train.y < 0).any())
+    if partial and p > 0:
+        raise UserError(f"Mode {mode!r} overlays IG maps, which are computed for labelled "
+                        "images only; with unlabelled images use modes without an overlay "
+                        "(student, kd).")
+    if scfg.mix != "none" and alpha > 0 and scfg.teacher_mode == "cached":
+        raise UserError("student.mix needs the teacher's logits of the mixed image; cached "
+                        "logits belong to the un-mixed one. Set student.teacher_mode: per_view "
+                        "(or online).")
+    splits = training_split(splits, alpha > 0)
+    partial = partial and alpha > 0
     keras.utils.set_random_seed(seed)
     student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
                           **scfg.model.kwargs)
-    use_cache = cached is not None and scfg.teacher_mode == "cached"
+    use_cache = cached is not None and scfg.teacher_mode == "cached" and alpha > 0
+    per_view = scfg.teacher_mode == "per_view" and alpha > 0
     extras = ({"ig_map": overlay_maps(overlay_source(mode), maps, seed, cfg.controls.noise_sigma)}
               if p > 0 else None)
-    transform = (overlay_transform(p, tuple(scfg.exponent_range), scfg.overlay_weight,
-                                   scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None)
-    train_data = training_data(splits, tcfg, seed, with_index=use_cache, extras=extras,
-                               batch_transform=transform, drop_remainder=drop_remainder)
-    # Any teacher normalisation as (u - m) / s of the student's [0, 1] input.
-    t_norm = cfg.teacher.train.input_norm
-    t_mean, t_std = (None, None) if t_norm == "unit" else affine(
-        t_norm, splits.mean, splits.std, splits.input_shape[-1])
+    transform = chain(
+        overlay_transform(p, tuple(scfg.exponent_range), scfg.overlay_weight,
+                          scfg.align_geometry, tcfg.augment.crop_pad) if p > 0 else None,
+        mix_transform(scfg.mix, scfg.mix_alpha) if scfg.mix != "none" else None)
+    train_data = training_data(splits, tcfg, seed, with_index=use_cache, with_view=per_view,
+                               extras=extras, batch_transform=transform,
+                               drop_remainder=drop_remainder)
+    t_mean, t_std = teacher_affine(cfg, splits)
+    k = top_k_in_effect(scfg.logit_top_k, splits.num_classes)
+    logits, key = (cached, "index") if use_cache else (None, "index")
+    if per_view:
+        if teacher is None or teacher_file is None or view_dir is None:
+            raise UserError("teacher_mode per_view needs the teacher, its file and a cache folder.")
+        logits, key = per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir,
+                                      train_data, (t_mean, t_std), k), "view"
     distiller = Distiller(
-        student, teacher if (alpha > 0 and not use_cache) or gamma > 0 else None,
+        student, teacher if (alpha > 0 and logits is None) or gamma > 0 else None,
         alpha=alpha, temperature=scfg.temperature, gamma=gamma,
         at_layers=(resolve_pairs(student, teacher, scfg.at_layers, scfg.at_pairing)
                    if gamma > 0 and teacher is not None else ()),
-        teacher_mean=t_mean, teacher_std=t_std,
-        cached_logits=cached if (use_cache and alpha > 0) else None,
-        cached_index=splits.train.index if (use_cache and alpha > 0) else None,
-        cached_top_k=top_k_in_effect(scfg.logit_top_k, splits.num_classes) if use_cache else None)
+        teacher_mean=t_mean, teacher_std=t_std, cached_logits=logits,
+        cached_index=splits.train.index if use_cache else None,
+        cached_top_k=k if logits is not None else None, cached_key=key, partial_labels=partial)
     distiller.compile(optimizer=build_optimizer(tcfg.optimizer, tcfg.epochs,
                                                 steps_per_epoch(len(splits.train), tcfg.batch_size)),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return distiller, train_data
+
+
+def per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir, train_data, norm,
+                    k):
+    """The teacher's logits of every training view of (mode, seed), cached by view recipe."""
+    import tensorflow as tf
+
+    from tfigkd.distill.distiller import teacher_input
+    from tfigkd.distill.topk import pack_top_k
+    from tfigkd.distill.view_cache import compute_view_logits, load_or_compute, recipe_key
+
+    recipe = view_recipe(cfg, splits, mode, seed, file_sha256(teacher_file))
+    epochs, n = cfg.student.train.epochs, len(splits.train)
+
+    @tf.function(reduce_retracing=True)
+    def forward(x):
+        return teacher(teacher_input(x["image"], teacher, *norm), training=False)
+
+    def compute():
+        rows = compute_view_logits(forward, train_data(0, epochs), epochs * n, splits.num_classes)
+        return pack_top_k(rows, k, cfg.student.temperature) if k else rows
+
+    return load_or_compute(os.path.join(view_dir, recipe_key(recipe)), recipe, compute,
+                           teacher_file)
 
 
 def run_recipe(cfg, out_dir, splits, mode, seed):
@@ -187,12 +281,15 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
                           "that folder to retrain")
         return done
     alpha, p, gamma = mode_weights(mode, scfg)
-    distiller, train_data = build_distillation(cfg, splits, mode, seed, teacher, maps, cached)
+    distiller, train_data = build_distillation(
+        cfg, splits, mode, seed, teacher, maps, cached, view_dir=os.path.join(out_dir, VIEWS_DIR),
+        teacher_file=teacher_path(cfg, out_dir))
+    train_len = len(training_split(splits, alpha > 0).train)
     evals = dict(zip(("val", "test"), eval_datasets(splits, tcfg, batch_size=256)))
     t0 = time.time()
     state = fit_resumable(
         distiller, train_data, evals["val"], epochs=tcfg.epochs,
-        steps_per_epoch=steps_per_epoch(len(splits.train), tcfg.batch_size),
+        steps_per_epoch=steps_per_epoch(train_len, tcfg.batch_size),
         work_dir=os.path.join(run_dir, WORK_DIR), best_path=spath, recipe=recipe,
         what=f"student {mode}-s{seed}",
         tensorboard_dir=os.path.join(out_dir, LOGS_DIR, f"{mode}-s{seed}"),

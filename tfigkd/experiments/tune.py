@@ -43,7 +43,8 @@ from tfigkd.data import load_splits
 from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, file_sha256, write_json
 from tfigkd.layout import (BEST_YAML, LOGITS_DIR, METRICS_FILE, MODEL_FILE, PARETO_DIR, STUDY_DB,
-                           TRIALS_CSV, TRIALS_DIR, TUNE_JSON, TUNE_MD, WORK_DIR, teacher_path)
+                           TRIALS_CSV, TRIALS_DIR, TUNE_JSON, TUNE_MD, VIEWS_DIR, WORK_DIR,
+                           teacher_path)
 from tfigkd.lock import folder_lock
 from tfigkd.tuning.space import apply_params, parse_space, space_signature
 
@@ -467,7 +468,10 @@ class TrialObjective:
         s, splits = tcfg.student, self.splits
         distiller, train_data = build_distillation(
             tcfg, splits, t.mode, t.seed, self.shared["teacher"], self.shared["maps"],
-            trial_logits(self.shared["cached"], tcfg.student, splits.num_classes, self._packed))
+            trial_logits(self.shared["cached"], tcfg.student, splits.num_classes, self._packed),
+            # Per-view logits: trials with the same views (alpha, T) share one cache.
+            view_dir=os.path.join(self.out_dir, VIEWS_DIR),
+            teacher_file=teacher_path(tcfg, self.out_dir) if self.shared["teacher"] else None)
         # Validation only: the test split is a WithheldSplit here.
         val_ds = make_dataset(splits.val, batch_size=256, training=False,
                               input_norm=s.train.input_norm, mean=splits.mean, std=splits.std)
