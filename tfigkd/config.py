@@ -147,13 +147,8 @@ class IGConfig:
     atol: float = field(default=1e-4, metadata=_range(0.0, None))
 
 
-MODES = ("student", "kd", "ig", "kd_ig", "at", "kd_at", "ig_at", "kd_ig_at",
-         # Controls: the overlay drawn from noise or from another image's IG map.
-         "noise", "kd_noise", "shuffled", "kd_shuffled",
-         # Other stored overlay sources: IG summed over all classes (the authors' code),
-         # Grad-CAM and SmoothGrad (tf-explain). Grammar: [kd_]<source>[_at].
-         "ig_all_classes", "kd_ig_all_classes", "gradcam", "kd_gradcam",
-         "smoothgrad", "kd_smoothgrad")
+# Every mode, derived from the registered overlay sources and loss terms (tfigkd/modes.py).
+from tfigkd.modes import MODES  # noqa: E402
 
 
 def _student_train():
@@ -409,11 +404,13 @@ def _check_paths(cfg: ExperimentConfig, errors):
     if size is not None and (len(size) != 2 or min(size) < 1):
         errors.append(f"teacher.input_size: {size!r} must be [height, width] in pixels, "
                       "e.g. [96, 96].")
+    from tfigkd.modes import parse_mode
+
     for m in cfg.student.modes:
-        if m not in MODES:
-            close = difflib.get_close_matches(m, MODES, n=1)
-            errors.append(f"student.modes: {m!r} is not a mode; use any of {', '.join(MODES)}."
-                          + (f" Did you mean {close[0]!r}?" if close else ""))
+        try:
+            parse_mode(m)
+        except UserError as e:
+            errors.append(f"student.modes: {e}")
     for t in cfg.export.targets:
         if t not in ("phone", "mcu", "coral"):
             errors.append(f"export.targets: {t!r} is not a target; use phone, mcu or coral.")

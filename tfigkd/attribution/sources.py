@@ -36,7 +36,7 @@ from tfigkd.layout import ATTRIBUTIONS_DIR, IG_DIR
 
 log = logging.getLogger(__name__)
 
-STORED_SOURCES = ("ig", "ig_all_classes", "gradcam", "smoothgrad")
+from tfigkd.modes import STORED_SOURCES  # noqa: E402  (the registry of overlay sources)
 
 
 @dataclass

@@ -31,9 +31,7 @@ import numpy as np
 
 from tfigkd.errors import UserError
 
-STORED = ("ig", "ig_all_classes", "gradcam", "smoothgrad")
-DERIVED = ("noise", "shuffled")
-SOURCES = STORED + DERIVED
+from tfigkd.modes import DERIVED_SOURCES as DERIVED, SOURCES, STORED_SOURCES as STORED  # noqa: E402,F401
 # Bump when a derivation changes, so students made with the old one are refused.
 DERIVATION_VERSION = 1
 

@@ -84,13 +84,15 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
     Returns:
         The report dict written to ``out_dir/ablation.json``.
     """
-    from tfigkd.config import MODES
+    from tfigkd.modes import parse_mode
 
     seeds = list(cfg.student.seeds if seeds is None else seeds)
     modes = list(cfg.student.modes if modes is None else modes)
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise UserError(f"--modes: {', '.join(bad)} not a mode; use any of {', '.join(MODES)}.")
+    for m in modes:
+        try:
+            parse_mode(m)
+        except UserError as e:
+            raise UserError(f"--modes: {e}") from None
     if not seeds or not modes:
         raise UserError("An ablation needs at least one seed and one mode.")
     subsets = cfg.ablation.subsets if subsets is None else subsets
@@ -109,7 +111,8 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
 def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
     from tfigkd.experiments.attribution import prepare_overlay_maps
     from tfigkd.distill.logit_cache import student_logit_cache
-    from tfigkd.experiments.student import mode_weights, train_student
+    from tfigkd.experiments.student import train_student
+    from tfigkd.modes import parse_mode
     from tfigkd.experiments.teacher import train_teacher
     from tfigkd.models import load_model_file
 
@@ -122,8 +125,7 @@ def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
         cached = None
         # {source: maps} of every stored source the modes overlay (IG, Grad-CAM, ...).
         maps = prepare_overlay_maps(cfg, shared, splits, modes, progress=bool(verbose))
-        if cfg.student.teacher_mode == "cached" and any(
-                mode_weights(m, cfg.student)[0] > 0 for m in modes):
+        if any(parse_mode(m).needs_logit_cache(cfg.student) for m in modes):
             cached = student_logit_cache(cfg, os.path.join(shared, LOGITS_DIR), tpath, splits,
                                          teacher=teacher)
         reference = (_teacher_val_maps(cfg, shared, splits, teacher, tpath)

@@ -103,11 +103,9 @@ def load_ig_maps(cfg, out_dir, splits, source="ig"):
 
 def stored_sources(modes):
     """The stored map sources ``modes`` overlay (derived controls need ``ig``), sorted."""
-    from tfigkd.augment.controls import DERIVED
-    from tfigkd.experiments.student import overlay_source
+    from tfigkd.modes import parse_mode
 
-    found = {overlay_source(m) for m in modes} - {None}
-    return sorted({"ig" if s in DERIVED else s for s in found})
+    return sorted({parse_mode(m).stored_source for m in modes} - {None})
 
 
 def prepare_overlay_maps(cfg, out_dir, splits, modes, progress=True):

@@ -43,7 +43,7 @@ def check_buildable(cfg, splits=None):
         teacher = _build(cfg.teacher.model, teacher_input_shape(cfg, splits), classes,
                          "teacher.model")
     student = _build(cfg.student.model, shape, classes, "student.model")
-    if any(mode_weights(m, cfg.student)[2] > 0 for m in cfg.student.modes):
+    if any(mode_weights(m, cfg.student).gamma > 0 for m in cfg.student.modes):
         resolve_pairs(student, teacher, cfg.student.at_layers, cfg.student.at_pairing)
     keras.backend.clear_session()
     return (f"{splits.name} {splits.sizes()} {'x'.join(map(str, shape))}, {classes} classes; "

@@ -28,6 +28,7 @@ from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import EXPORT_DIR, IG_DIR, LOGITS_DIR, REPORT_MD, SUMMARY_JSON
 from tfigkd.lock import folder_lock
 from tfigkd.models import load_model_file
+from tfigkd.modes import parse_mode
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def _run_pipeline(cfg, out_dir, verbose):
     t_metrics = train_teacher(cfg, out_dir, splits=splits, verbose=verbose)
     teacher = load_model_file(t_metrics["model_path"], "teacher")
     modes = list(cfg.student.modes)
-    need_ig = any(mode_weights(m, cfg.student)[1] > 0 for m in modes)
+    need_ig = any(mode_weights(m, cfg.student).p > 0 for m in modes)
     manifest, maps, ig_seconds = None, None, None
     if need_ig:
         t_ig = time.time()
@@ -237,8 +238,7 @@ def _run_pipeline(cfg, out_dir, verbose):
         if stored_sources(modes) != ["ig"]:  # other stored overlay sources (kd_gradcam, ...)
             maps = {"ig": maps, **prepare_overlay_maps(cfg, out_dir, splits, modes, bool(verbose))}
     cached = None
-    if cfg.student.teacher_mode == "cached" and any(mode_weights(m, cfg.student)[0] > 0
-                                                    for m in modes):
+    if any(parse_mode(m).needs_logit_cache(cfg.student) for m in modes):
         cached = student_logit_cache(cfg, os.path.join(out_dir, LOGITS_DIR),
                                      t_metrics["model_path"], splits, teacher=teacher)
     students = []

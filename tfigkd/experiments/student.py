@@ -11,7 +11,7 @@ import numpy as np
 
 from tfigkd.augment import overlay_transform
 from tfigkd.augment.mixing import chain, mix_transform
-from tfigkd.augment.controls import DERIVED, SOURCES, derived_settings, overlay_maps
+from tfigkd.augment.controls import DERIVED, derived_settings, overlay_maps
 from tfigkd.config import config_to_dict
 from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
@@ -27,31 +27,19 @@ from tfigkd.layout import (LOGS_DIR, METRICS_FILE, MODEL_FILE, VIEWS_DIR, WORK_D
 from tfigkd.lock import folder_lock
 from tfigkd.models import build_model, count_macs, trainable_params
 from tfigkd.models.teacher_io import affine
+from tfigkd.modes import parse_mode
 
 log = logging.getLogger(__name__)
 
 
 def mode_weights(mode, scfg):
-    """(alpha, p, gamma) of a mode: which of KD, the overlay and AT are on."""
-    parts = mode.split("_")
-    return (scfg.alpha if parts[0] == "kd" else 0.0,
-            scfg.p if overlay_source(mode) else 0.0,
-            scfg.gamma if parts[-1] == "at" else 0.0)
+    """``Weights(alpha, p, gamma)`` of a mode name (``tfigkd.modes.Mode.weights``)."""
+    return parse_mode(mode).weights(scfg)
 
 
 def overlay_source(mode):
-    """Where a mode's overlay maps come from ("ig", "gradcam", "noise", ...), or None.
-
-    Modes read ``[kd_]<source>[_at]`` (or ``student``, ``kd``, ``at``, ``kd_at``),
-    so a source's name may itself hold underscores (``kd_ig_all_classes``).
-    """
-    parts = mode.split("_")
-    if parts[:1] == ["kd"]:
-        parts = parts[1:]
-    if parts[-1:] == ["at"]:
-        parts = parts[:-1]
-    name = "_".join(parts)
-    return name if name in SOURCES else None
+    """Where a mode's overlay maps come from ("ig", "gradcam", "noise", ...), or None."""
+    return parse_mode(mode).source
 
 
 def overlay_recipe(cfg, mode, seed):

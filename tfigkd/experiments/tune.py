@@ -34,7 +34,6 @@ import logging
 import os
 import shutil
 import time
-import types
 
 import yaml
 
@@ -156,10 +155,9 @@ def tune(config, out_dir, trials=None, storage=None, study_name=None, sampler=No
 
 
 def _check_mode(mode):
-    from tfigkd.experiments.student import overlay_source
+    from tfigkd.modes import parse_mode
 
-    source = overlay_source(mode)
-    if source not in (None, "ig", "noise", "shuffled"):
+    if parse_mode(mode).stored_source not in (None, "ig"):
         raise UserError(f"tune.mode {mode!r}: tuning supports modes whose overlay is IG or a "
                         "control derived from it (ig, kd_ig, kd_noise, ...); tune one of those.")
 
@@ -356,11 +354,11 @@ def trial_logits(full, scfg, num_classes, memo=None):
 
 def _prepare(cfg, out_dir, splits, mode, verbose):
     """The teacher, IG maps and cached teacher logits every trial shares (prepared once)."""
-    from tfigkd.experiments.student import mode_weights
     from tfigkd.models import check_fits_data, load_model_file
+    from tfigkd.modes import parse_mode
 
-    uses_kd, uses_overlay, uses_at = (w > 0 for w in mode_weights(
-        mode, types.SimpleNamespace(alpha=1.0, p=1.0, gamma=1.0)))
+    m = parse_mode(mode)
+    uses_kd, uses_overlay, uses_at = m.kd, m.overlay, m.at
     shared = {"teacher": None, "maps": None, "cached": None, "teacher_sha256": None}
     if not (uses_kd or uses_overlay or uses_at):
         return shared

@@ -1,0 +1,215 @@
+"""Does distillation pay? Plain training vs KD recipes of one student, paired over seeds.
+
+Each *section* is one ``tfigkd ablate`` run (its own folder, resumable) of
+``configs/kd_recipe_fashion_mnist.yaml`` with a few overrides:
+
+- ``consistent``: plain CE (``student``) and consistent KD from per-view
+  teacher logits (``kd``, ``teacher_mode: per_view``);
+- ``mixup``: the same with mixup on every mode (function matching for
+  ``kd``; ``student`` is then the "CE + mixup" control);
+- ``cached``: KD from logits of the un-augmented image (``teacher_mode:
+  cached``, the recipe before this study);
+- ``few_labels``: ``data.labeled_subset`` labelled images, the rest of the
+  training split unlabelled: the labelled-only student vs KD that also
+  distils on the unlabelled images;
+- ``ig``: ``kd``, ``kd_ig`` and the controls ``kd_noise``, ``kd_shuffled`` on
+  the consistent recipe (opt in: ``--sections ... ig``).
+
+Every mode of every section trains with the same seeds, so a seed's student
+has the same initialisation and data order everywhere, and the study compares
+each KD variant with the plain student of the ``consistent`` section on
+per-seed differences (bootstrap CI, paired t and Wilcoxon, Holm over all the
+comparisons of the study: ``tfigkd.ablation.stats``). Validation accuracy per
+epoch (the training curves) comes from each student's history.
+
+Usage::
+
+    .venv/bin/python benchmarks/kd_recipe.py --out runs/kd_recipe --seeds 0 1 2 3 4 \\
+        [--sections consistent mixup cached few_labels] [--set student.train.epochs=12]
+
+Writes ``benchmarks/results/kd_recipe_fashion_mnist/`` (``kd_recipe.json``,
+``kd_recipe.md``, ``curves.png`` and each section's ``ablation.md``).
+Sections already finished are read back, not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tfigkd.config import load_config  # noqa: E402
+from tfigkd.io import write_json, write_text  # noqa: E402
+
+log = logging.getLogger("kd_recipe")
+CONFIG = os.path.join(ROOT, "configs", "kd_recipe_fashion_mnist.yaml")
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "kd_recipe_fashion_mnist")
+
+# name -> (overrides, modes, what it shows)
+SECTIONS = {
+    "consistent": ([], ["student", "kd"], "plain CE vs consistent KD (per-view logits)"),
+    "mixup": (["student.mix=mixup"], ["student", "kd"],
+              "CE + mixup vs KD + mixup (function matching)"),
+    "cached": (["student.teacher_mode=cached"], ["kd"],
+               "KD from logits of the un-augmented image (the earlier recipe)"),
+    "few_labels": (["data.labeled_subset=1000"], ["student", "kd"],
+                   "1,000 labelled + the rest unlabelled: labelled-only CE vs KD on all images"),
+    "ig": (["ig.n_steps=16", "student.p=0.1"], ["kd", "kd_ig", "kd_noise", "kd_shuffled"],
+           "the IG overlay and its controls on consistent KD"),
+}
+# Comparisons reported: (section a, mode a, section b, mode b). b is the baseline.
+COMPARISONS = [
+    ("consistent", "kd", "consistent", "student"),
+    ("mixup", "kd", "consistent", "student"),
+    ("mixup", "student", "consistent", "student"),
+    ("mixup", "kd", "mixup", "student"),
+    ("cached", "kd", "consistent", "student"),
+    ("few_labels", "kd", "few_labels", "student"),
+    ("ig", "kd_ig", "ig", "kd"),
+    ("ig", "kd_noise", "ig", "kd"),
+    ("ig", "kd_shuffled", "ig", "kd"),
+]
+
+
+def run_section(name, out, seeds, extra):
+    from tfigkd.experiments.ablate import ablate
+
+    overrides, modes, _ = SECTIONS[name]
+    cfg = load_config(CONFIG, [*overrides, *extra, "student.train.verbose=0"])
+    report = ablate(cfg, os.path.join(out, name), seeds=seeds, modes=modes)
+    return report, cfg
+
+
+def _by_seed(report, mode):
+    return {r["seed"]: r for r in report["runs"] if r["mode"] == mode}
+
+
+def compare(results):
+    from tfigkd.ablation.stats import holm, paired_compare
+
+    rows = []
+    for sa, ma, sb, mb in COMPARISONS:
+        if sa not in results or sb not in results:
+            continue
+        a, b = _by_seed(results[sa], ma), _by_seed(results[sb], mb)
+        seeds = sorted(set(a) & set(b))
+        if len(seeds) < 2:
+            continue
+        c = paired_compare([a[s]["test_accuracy"] for s in seeds],
+                           [b[s]["test_accuracy"] for s in seeds])
+        rows.append({"a": f"{sa}/{ma}", "b": f"{sb}/{mb}", "seeds": seeds,
+                     **{k: c[k] for k in ("n", "mean_diff", "ci_low", "ci_high", "t_p",
+                                          "wilcoxon_p", "cohen_d", "mde")}})
+    for r, p in zip(rows, holm([r["t_p"] for r in rows])):
+        r["holm_p"] = p
+    return rows
+
+
+def describe_modes(results):
+    from tfigkd.ablation.stats import describe
+
+    out = {}
+    for sec, rep in results.items():
+        for mode in sorted({r["mode"] for r in rep["runs"]}):
+            runs = list(_by_seed(rep, mode).values())
+            out[f"{sec}/{mode}"] = {
+                "test_accuracy": describe([r["test_accuracy"] for r in runs]),
+                "val_curve_mean": np.mean([r["val_curve"] for r in runs], axis=0).tolist()
+                if all(r.get("val_curve") for r in runs) else None}
+    return out
+
+
+def _f(v, fmt="{:+.4f}"):
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
+
+
+def markdown(summary):
+    lines = ["# Does KD pay? (Fashion-MNIST, shipped teacher, ds_cnn_m)", "",
+             f"Command: `{summary['command']}`", "",
+             f"Teacher test accuracy: {summary['teacher_test_accuracy']:.4f}. "
+             f"Sizes: {summary['sizes']}. Epochs: {summary['epochs']}.", "",
+             "| variant | test accuracy, mean +- sd | n |", "|---|---|---|"]
+    for k, d in summary["modes"].items():
+        t = d["test_accuracy"]
+        lines.append(f"| {k} | {t['mean']:.4f} +- {t['sd']:.4f} | {t['n']} |")
+    lines += ["", "| a | vs b | mean diff [95 % CI] | paired t p | Holm p | detectable |",
+              "|---|---|---|---|---|---|"]
+    for r in summary["comparisons"]:
+        lines.append(f"| {r['a']} | {r['b']} | {_f(r['mean_diff'])} [{_f(r['ci_low'])}, "
+                     f"{_f(r['ci_high'])}] | {_f(r['t_p'], '{:.2g}')} | "
+                     f"{_f(r['holm_p'], '{:.2g}')} | {_f(r['mde'], '{:.4f}')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(summary, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, d in summary["modes"].items():
+        if d["val_curve_mean"]:
+            ax.plot(range(1, len(d["val_curve_mean"]) + 1), d["val_curve_mean"], label=k)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="runs/kd_recipe")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--sections", nargs="+", default=["consistent", "mixup", "cached",
+                                                      "few_labels"], choices=list(SECTIONS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--results", default=RESULTS)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    results, cfg = {}, None
+    for name in args.sections:
+        log.info("Section %s: %s", name, SECTIONS[name][2])
+        report, cfg = run_section(name, args.out, args.seeds, args.set)
+        # Each student's validation curve, from its metrics.json history.
+        from tfigkd.io import read_json
+        from tfigkd.layout import METRICS_FILE, student_dir
+
+        for r in report["runs"]:
+            m = read_json(os.path.join(student_dir(os.path.join(args.out, name), r["mode"],
+                                                   r["seed"]), METRICS_FILE))
+            r["val_curve"] = m.get("history", {}).get("val_accuracy")
+        results[name] = report
+        os.makedirs(os.path.join(args.results, name), exist_ok=True)
+        shutil.copy(os.path.join(args.out, name, "ablation.md"),
+                    os.path.join(args.results, name, "ablation.md"))
+    from tfigkd.io import read_json
+
+    teacher = read_json(os.path.join(args.out, args.sections[0], "teacher_metrics.json"))
+    summary = {"command": "python benchmarks/kd_recipe.py " + " ".join(sys.argv[1:] if argv is None
+                                                                        else argv),
+               "teacher_test_accuracy": teacher["test_accuracy"],
+               "sizes": teacher["sizes"], "epochs": cfg.student.train.epochs,
+               "alpha": cfg.student.alpha, "temperature": cfg.student.temperature,
+               "sections": {k: SECTIONS[k][2] for k in results},
+               "modes": describe_modes(results), "comparisons": compare(results),
+               "runs": {k: v["runs"] for k, v in results.items()}}
+    os.makedirs(args.results, exist_ok=True)
+    write_json(os.path.join(args.results, "kd_recipe.json"), summary)
+    write_text(os.path.join(args.results, "kd_recipe.md"), markdown(summary))
+    plot_curves(summary, os.path.join(args.results, "curves.png"))
+    log.info("\n%s", markdown(summary))
+
+
+if __name__ == "__main__":
+    main()
