@@ -61,3 +61,30 @@ def test_store_written_before_adaptive_ig_still_loads(run_copy, tiny_yaml):
     maps = load_ig_maps(cfg, run_copy, load_splits(cfg.data))
     assert len(maps) and np.isfinite(maps).all()
     precompute_ig(cfg, run_copy, progress=False)  # reused, not refused
+
+
+def test_nested_rule_is_recorded_and_other_rule_stores_are_refused(run_copy, tiny_yaml):
+    nested = ["ig.adaptive=true", "ig.method=nested_trapezoid", "ig.start_steps=2",
+              "ig.n_steps=8", "ig.rtol=0.01"]
+    splits = load_splits(load_config(tiny_yaml).data)
+    gl = _fresh(run_copy, "gl")
+    gl_cfg = load_config(tiny_yaml, [o for o in nested if "method" not in o])
+    precompute_ig(gl_cfg, gl, progress=False)
+    cfg = load_config(tiny_yaml, nested)
+    with pytest.raises(StoreMismatchError, match="nested_trapezoid"):
+        load_ig_maps(cfg, gl, splits)  # same steps and tolerance, other rule: refused
+    out = _fresh(run_copy, "nested")
+    manifest = precompute_ig(cfg, out, progress=False)
+    assert manifest["settings"]["method"] == "nested_trapezoid"
+    maps = load_ig_maps(cfg, out, splits)
+    assert np.isfinite(maps).all() and not np.array_equal(maps, load_ig_maps(gl_cfg, gl, splits))
+    with pytest.raises(StoreMismatchError, match="rtol"):
+        load_ig_maps(load_config(tiny_yaml, nested[:-1] + ["ig.rtol=0.02"]), out, splits)
+
+
+def test_nested_rule_needs_powers_of_two(tiny_yaml):
+    from tfigkd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="powers of two"):
+        load_config(tiny_yaml, ["ig.adaptive=true", "ig.method=nested_trapezoid",
+                                "ig.start_steps=3", "ig.n_steps=12"])

@@ -131,8 +131,11 @@ class TeacherConfig:
 class IGConfig:
     """Integrated Gradients of the teacher (docs/method.md section 3)."""
     n_steps: int = field(default=128, metadata=_range(1, None))
+    # nested_trapezoid: the rule whose points nest (fixed: n_steps intervals);
+    # with adaptive, refinements reuse every point (docs/method.md).
     method: str = field(default="gausslegendre", metadata=_choices(
-        "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid"))
+        "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid",
+        "nested_trapezoid"))
     baseline: str = field(default="zeros", metadata=_choices("zeros", "black", "blur", "uniform"))
     output: str = field(default="logits", metadata=_choices("logits", "probabilities"))
     reduce: str = field(default="sum_abs", metadata=_choices("sum_abs", "abs_sum", "sum", "l2"))
@@ -141,6 +144,8 @@ class IGConfig:
     shard_size: int = field(default=1000, metadata=_range(1, None))
     # Adaptive steps: start with start_steps and double, per image, until the
     # completeness error is <= rtol * |F(x) - F(x')| + atol, up to n_steps.
+    # With method nested_trapezoid only the new points are computed, and only
+    # in the start_steps panels that need them (both powers of two).
     adaptive: bool = False
     start_steps: int = field(default=8, metadata=_range(1, None))
     rtol: float = field(default=0.01, metadata=_range(0.0, None))
@@ -411,6 +416,12 @@ def _check_paths(cfg: ExperimentConfig, errors):
             parse_mode(m)
         except UserError as e:
             errors.append(f"student.modes: {e}")
+    if cfg.ig.adaptive and cfg.ig.method == "nested_trapezoid":
+        from tfigkd.attribution.nested_ig import nested_steps_problem
+
+        problem = nested_steps_problem(min(cfg.ig.start_steps, cfg.ig.n_steps), cfg.ig.n_steps)
+        if problem:
+            errors.append(f"ig.start_steps / ig.n_steps: {problem}")
     for t in cfg.export.targets:
         if t not in ("phone", "mcu", "coral"):
             errors.append(f"export.targets: {t!r} is not a target; use phone, mcu or coral.")

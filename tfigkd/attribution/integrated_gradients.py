@@ -19,6 +19,10 @@ import tensorflow as tf
 from tfigkd.errors import UserError
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid")
+# The rule whose points nest (tfigkd/attribution/nested_ig.py): a trapezoid on
+# n_steps equal intervals (n_steps + 1 points) when fixed; adaptive, each of the
+# start_steps panels is halved on its own and reuses every point computed.
+NESTED = "nested_trapezoid"
 OUTPUTS = ("logits", "probabilities")
 BASELINES = ("zeros", "black", "blur", "uniform")
 
@@ -111,6 +115,7 @@ class IntegratedGradients:
         self.output = output
         self._chunk = tf.function(self._chunk_grads, reduce_retracing=True)
         self._forward = tf.function(self._target_outputs, reduce_retracing=True)
+        self._segments = tf.function(self._segment_grads, reduce_retracing=True)
 
     def _target_outputs(self, x, targets):
         out = self.model(x, training=False)
@@ -131,6 +136,25 @@ class IntegratedGradients:
         return tf.math.unsorted_segment_sum(grads * tf.reshape(weights, [-1, 1, 1, 1]),
                                             img_idx, num_segments=tf.shape(x)[0])
 
+    def _segment_grads(self, x, base, targets, img_idx, seg_idx, alphas, weights, num_segments):
+        """Weighted gradients summed per ``seg_idx``, and each point's target output.
+
+        The nested rule's workhorse: its segments are (image, panel) pairs,
+        and the outputs F(x' + a (x - x')) at the points give each panel's
+        exact completeness error without another forward pass.
+        """
+        xi = tf.gather(x, img_idx)
+        bi = tf.gather(base, img_idx)
+        interp = bi + tf.reshape(alphas, [-1, 1, 1, 1]) * (xi - bi)
+        with tf.GradientTape() as tape:
+            tape.watch(interp)
+            outs = self._target_outputs(interp, tf.gather(targets, img_idx))
+            total = tf.reduce_sum(outs)
+        grads = tape.gradient(total, interp)
+        sums = tf.math.unsorted_segment_sum(grads * tf.reshape(weights, [-1, 1, 1, 1]),
+                                            seg_idx, num_segments=num_segments)
+        return sums, outs
+
     def attribute(self, images, targets, *, baseline=None, n_steps=128,
                   method="gausslegendre", internal_batch_size=None,
                   return_delta=False, norm=None):
@@ -142,7 +166,8 @@ class IntegratedGradients:
         if len(targets) != len(x):
             raise UserError(f"{len(x)} images but {len(targets)} targets.")
         base = make_baseline(x, baseline, norm)
-        alphas, weights = quadrature(method, n_steps)
+        alphas, weights = (quadrature("trapezoid", int(n_steps) + 1) if method == NESTED
+                           else quadrature(method, n_steps))
         b = len(x)
         img_idx = np.repeat(np.arange(b, dtype=np.int32), len(alphas))
         a = np.tile(alphas, b).astype(np.float32)
@@ -169,6 +194,12 @@ class IntegratedGradients:
                            start_steps=8, max_steps=256, method="gausslegendre",
                            internal_batch_size=None, norm=None):
         """See ``adaptive_integrated_gradients``."""
+        if method == NESTED:
+            from tfigkd.attribution.nested_ig import nested_adaptive
+
+            return nested_adaptive(self, images, targets, baseline=baseline, rtol=rtol,
+                                   atol=atol, start_steps=start_steps, max_steps=max_steps,
+                                   internal_batch_size=internal_batch_size, norm=norm)
         x = np.asarray(images, np.float32)
         targets = np.asarray(targets, np.int64).reshape(-1)
         if not (1 <= int(start_steps) <= int(max_steps)):
@@ -218,7 +249,8 @@ def integrated_gradients(model, images, targets, *, baseline=None, n_steps=128,
             <= 1 % (0.81 % with Gauss-Legendre) on the trained Fashion-MNIST
             teacher (benchmarks/ig_throughput.py); the paper used 50.
         method: "gausslegendre", "riemann_left", "riemann_right",
-            "riemann_middle" or "trapezoid".
+            "riemann_middle", "trapezoid" or "nested_trapezoid" (a trapezoid
+            on ``n_steps`` intervals, i.e. ``n_steps + 1`` points).
         internal_batch_size: Cap on interpolated images per forward/backward
             pass (memory); None puts all ``B * n_steps`` in one pass.
         output: "logits" or "probabilities".
@@ -252,8 +284,13 @@ def adaptive_integrated_gradients(model, images, targets, *, baseline=None, rtol
     recomputed with twice the steps, and so on up to ``max_steps``. Most
     images of a trained classifier converge with few steps, so the total
     cost is a fraction of using the worst image's step count for all
-    (``benchmarks/ig_throughput.py --adaptive`` measures it). Each level is
-    batched like ``integrated_gradients``.
+    (``benchmarks/ig_adaptive.py`` measures it). Each level is batched like
+    ``integrated_gradients``.
+
+    With ``method="nested_trapezoid"`` the levels reuse their points instead
+    (``tfigkd.attribution.nested_ig.nested_adaptive``): ``[0, 1]`` is cut into
+    ``start_steps`` panels, and only the panels whose own completeness error
+    is large are halved, evaluating only their new midpoints.
 
     Args:
         model, images, targets, baseline, method, internal_batch_size,
@@ -267,7 +304,8 @@ def adaptive_integrated_gradients(model, images, targets, *, baseline=None, rtol
     Returns:
         ``(attributions, delta, steps)``: attributions shaped like
         ``images``, the completeness error per image, and the steps each
-        image's final result used.
+        image's final result used (for the nested rule: the gradient
+        evaluations it cost, every point counted once).
     """
     per_model = _CACHE.setdefault(model, {})
     if output not in per_model:

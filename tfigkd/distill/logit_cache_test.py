@@ -55,3 +55,23 @@ def test_shape_is_checked(tmp_path):
     sub = _subset()
     with pytest.raises(ValueError, match="logits must be"):
         write_logits(str(tmp_path), sub, np.zeros((3, 2)), "fp", "teach", "unit")
+
+
+def test_compute_logits_is_each_teachers_own_forward_pass():
+    """The traced forward pass is kept per teacher: a second teacher must not reuse the first's."""
+    import keras
+
+    from tfigkd.distill.logit_cache import compute_logits
+
+    rng = np.random.default_rng(0)
+    sub = Subset(rng.integers(0, 256, (37, 4, 4, 1)).astype(np.uint8), np.zeros(37, np.int64),
+                 np.arange(37, dtype=np.int64))
+    teachers = []  # both alive: a cache keyed wrongly would hand the second the first's
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((4, 4, 1))
+        teacher = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp)))
+        teachers.append(teacher)
+        got = compute_logits(teacher, sub, "unit", None, None, batch_size=16)  # last batch: 5
+        want = teacher(sub.x.astype(np.float32) / 255.0, training=False).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
