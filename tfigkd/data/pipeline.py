@@ -169,9 +169,19 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
     if not training:
         if with_view:
             raise ValueError("with_view needs training=True: views are training batches.")
-        ds = tf.data.Dataset.from_tensor_slices(columns)
-        ds = ds if lazy else ds.cache()
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        n = len(subset)
+        if lazy:
+            ds = tf.data.Dataset.from_tensor_slices(columns).batch(
+                batch_size, drop_remainder=drop_remainder)
+        else:
+            # Whole batches sliced from in-memory tensors: slicing and re-batching
+            # element by element cost up to a fifth of a small teacher's forward pass
+            # (benchmarks/teacher_inference.py).
+            tensors = {k: tf.constant(v) for k, v in columns.items()}
+            nb = n // batch_size if drop_remainder else -(-n // batch_size)
+            ds = tf.data.Dataset.range(nb).map(
+                lambda b: {k: v[b * batch_size:tf.minimum((b + 1) * batch_size, n)]
+                           for k, v in tensors.items()})
         ds = ds.map(lambda b: transform(b, tf.zeros([2], tf.int64)),
                     num_parallel_calls=parallel, deterministic=True)
         return ds.prefetch(ahead)

@@ -50,8 +50,8 @@ def compute_view_logits(teacher_fn, dataset, n_views, width):
     """Runs ``teacher_fn`` over every view of ``dataset`` and orders the rows by view.
 
     Args:
-        teacher_fn: ``fn(student_inputs) -> rows`` (the teacher on the student's
-            exact input, e.g. ``Distiller.teacher_logits``), a ``tf.function``.
+        teacher_fn: ``fn(student_images) -> rows``: the teacher on the student's
+            exact input batch (a ``tf.function``).
         dataset: Training batches ``({"image", "view", ...}, label)`` of every epoch.
         n_views: epochs * N.
         width: Row width (classes, or 2k + 1 packed top-k).
@@ -61,7 +61,7 @@ def compute_view_logits(teacher_fn, dataset, n_views, width):
     """
     out = np.full((n_views, width), np.nan, np.float32)
     for x, _ in dataset:
-        out[x["view"].numpy()] = teacher_fn(x).numpy()
+        out[x["view"].numpy()] = teacher_fn(x["image"]).numpy()
     missing = int(np.isnan(out[:, 0]).sum())
     if missing:
         raise RuntimeError(f"{missing} views were not produced by the training pipeline.")

@@ -189,9 +189,10 @@ def per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir, tr
     recipe = view_recipe(cfg, splits, mode, seed, file_sha256(teacher_file))
     epochs, n = cfg.student.train.epochs, len(splits.train)
 
-    @tf.function(reduce_retracing=True)
-    def forward(x):
-        return teacher(teacher_input(x["image"], teacher, *norm), training=False)
+    # One trace for every batch shape (the last batch of an epoch may be partial).
+    @tf.function(input_signature=[tf.TensorSpec((None, *splits.input_shape), tf.float32)])
+    def forward(image):
+        return teacher(teacher_input(image, teacher, *norm), training=False)
 
     def compute():
         rows = compute_view_logits(forward, train_data(0, epochs), epochs * n, splits.num_classes)
