@@ -265,3 +265,19 @@ def test_plain_teacher_with_teacher_norm_for_coral_via_the_cli(plain_teacher, da
     assert cfg["teacher"]["train"]["input_norm"] == "unit"
     assert cfg["student"]["model"] == {"name": "ds_cnn", "kwargs": {
         "filters": 16, "blocks": 3, "downsample": [1]}}
+
+
+def test_a_profile_yaml_target_goes_into_the_config(raw_teacher, data, tmp_path):
+    from tfigkd.config import load_config
+    from tfigkd.experiments.distill import prepare
+    from tfigkd.export.targets import load_profile
+
+    board = tmp_path / "board.yaml"
+    board.write_text(open(load_profile("mcu").source).read().replace(
+        "ram_bytes: 524288", "ram_bytes: 65536"))
+    out = str(tmp_path / "run")
+    inject_table(out, raw_teacher, str(board), INJECTED)
+    cfg, choice = prepare(raw_teacher, data, out, target=str(board), max_size_kb=27)
+    assert choice["chosen"] == "ds_cnn_m" and choice["target"] == "mcu"
+    assert cfg.export.targets == [str(board)]
+    assert load_config(os.path.join(out, "config.yaml")).export.targets == [str(board)]
