@@ -48,7 +48,9 @@ def write_folder(root, per_class, seed=0):
                            for c in range(10)])
     for split, x, y, rows in (("train", xtr, ytr, pick), ("test", xte, yte, range(len(yte)))):
         for i in rows:
-            c = FASHION_MNIST_CLASSES[int(y[i])].replace("/", "-").replace(" ", "_")
+            # Classes are numbered in sorted folder-name order: the index prefix keeps the
+            # teacher's (Fashion-MNIST's) order.
+            c = f"{int(y[i])}_" + FASHION_MNIST_CLASSES[int(y[i])].replace("/", "-").replace(" ", "_")
             os.makedirs(os.path.join(root, split, c), exist_ok=True)
             Image.fromarray(x[i][..., 0]).save(os.path.join(root, split, c, f"{i}.png"))
     return len(pick), len(yte)

@@ -281,3 +281,15 @@ def test_a_profile_yaml_target_goes_into_the_config(raw_teacher, data, tmp_path)
     assert choice["chosen"] == "ds_cnn_m" and choice["target"] == "mcu"
     assert cfg.export.targets == [str(board)]
     assert load_config(os.path.join(out, "config.yaml")).export.targets == [str(board)]
+
+
+def test_data_with_the_teachers_classes_in_another_order_is_refused(trained_tiny, tmp_path,
+                                                                    capsys):
+    _, splits, teacher = trained_tiny
+    names = list(splits.class_names)
+    npz = tmp_path / "reordered.npz"
+    x, y = synthetic_images(60, SHAPE, 3)
+    np.savez(npz, x_train=x, y_train=y, x_test=x, y_test=y, class_names=np.array(names[::-1]))
+    assert main(["distill", teacher, str(npz), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "in another order" in err and err.count("\n") == 1

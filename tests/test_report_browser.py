@@ -31,14 +31,20 @@ document.addEventListener('securitypolicyviolation', function (e) {
   violations.push(e.blockedURI || e.violatedDirective); });
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
-  var out = {images: imgs.length,
-             loaded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
-             widths: imgs.map(function (i) { return i.naturalWidth; }),
-             resources: performance.getEntriesByType('resource').map(function (e) { return e.name; }),
-             violations: violations, tables: document.querySelectorAll('table').length,
-             h1: (document.querySelector('h1') || {}).textContent};
-  var pre = document.createElement('pre'); pre.id = 'probe';
-  pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+  // decode() rejects when the bytes are not a whole image (a truncated PNG still has a width).
+  Promise.all(imgs.map(function (i) {
+    return i.decode().then(function () { return true; }, function () { return false; });
+  })).then(function (decoded) {
+    var out = {images: imgs.length,
+               loaded: imgs.filter(function (i, k) {
+                 return decoded[k] && i.complete && i.naturalWidth > 0; }).length,
+               widths: imgs.map(function (i) { return i.naturalWidth; }),
+               resources: performance.getEntriesByType('resource').map(function (e) { return e.name; }),
+               violations: violations, tables: document.querySelectorAll('table').length,
+               h1: (document.querySelector('h1') || {}).textContent};
+    var pre = document.createElement('pre'); pre.id = 'probe';
+    pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+  });
 });
 </script>"""
 
@@ -123,6 +129,19 @@ def test_the_html_report_renders_in_chromium_with_every_image_and_no_request(rep
     probe = json.loads(html_lib.unescape(m.group(1)))
     assert probe["images"] == n_data and probe["loaded"] == n_data, probe
     assert min(probe["widths"]) > 0
+    # Chromium shows a truncated PNG as far as it goes; the embedded bytes must be whole
+    # images, of the widths the browser saw.
+    import base64
+    import io
+
+    from PIL import Image
+
+    widths = []
+    for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            im.load()  # raises on a truncated or damaged file
+            widths.append(im.size[0])
+    assert widths == probe["widths"]
     assert probe["resources"] == [] and probe["violations"] == [], probe
     assert probe["tables"] >= 3 and probe["h1"] == "tiny: results"
     # The unmodified file renders to a non-blank screenshot.
@@ -130,7 +149,5 @@ def test_the_html_report_renders_in_chromium_with_every_image_and_no_request(rep
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1000,1400",
                     f"file://{os.path.join(out, 'report.html')}"],
                    capture_output=True, text=True, timeout=120)
-    from PIL import Image
-
     img = np.asarray(Image.open(shot).convert("L"), np.float32)
     assert img.shape == (1400, 1000) and img.std() > 5

@@ -78,3 +78,30 @@ def agreement(y, teacher_pred, student_pred):
     return {"both_right": int((t & s).sum()), "teacher_only": int((t & ~s).sum()),
             "student_only": int((~t & s).sum()), "both_wrong": int((~t & ~s).sum()),
             "teacher_only_positions": np.flatnonzero(t & ~s).tolist()}
+
+
+def class_order_check(cm, margin=0.25):
+    """Whether the model's outputs look like the data's classes in another order.
+
+    A teacher trained elsewhere numbers its classes its own way (e.g. Keras'
+    ``image_dataset_from_directory`` sorts folder names, a dataset's labels
+    may not); fed a folder whose sorted names differ, it is "wrong" on whole
+    classes in a consistent way. The best one-to-one relabelling of its
+    outputs (``scipy.optimize.linear_sum_assignment`` on the confusion
+    matrix) then gains far more than chance could.
+
+    Returns:
+        None, or ``{"accuracy", "relabelled_accuracy", "mapping"}`` (mapping:
+        ``{output: data class}`` for the outputs that move) when relabelling
+        gains more than ``margin`` and reaches at least 0.5.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    cm = np.asarray(cm, np.float64)
+    total = max(1.0, cm.sum())
+    rows, cols = linear_sum_assignment(-cm)
+    acc, best = float(np.trace(cm) / total), float(cm[rows, cols].sum() / total)
+    if best - acc <= margin or best < 0.5:
+        return None
+    return {"accuracy": acc, "relabelled_accuracy": best,
+            "mapping": {int(c): int(r) for r, c in zip(rows, cols) if r != c}}

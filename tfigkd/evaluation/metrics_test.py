@@ -42,3 +42,19 @@ def test_agreement_counts_what_the_student_lost():
     a = agreement(y, t, s)
     assert (a["both_right"], a["teacher_only"], a["student_only"], a["both_wrong"]) == (1, 2, 1, 1)
     assert a["teacher_only_positions"] == [1, 3]
+
+
+def test_class_order_check_finds_a_relabelling():
+    from tfigkd.evaluation.metrics import class_order_check
+
+    good = np.diag([50, 40, 45]) + 2
+    assert class_order_check(good) is None
+    # Outputs 0 and 1 swapped: the model is right on class 2 only, as labelled.
+    swapped = good[:, [1, 0, 2]]
+    r = class_order_check(swapped)
+    assert r["mapping"] == {1: 0, 0: 1}
+    assert r["accuracy"] == pytest.approx(np.trace(swapped) / swapped.sum())
+    assert r["relabelled_accuracy"] == pytest.approx(np.trace(good) / good.sum())
+    # A weak but honest model: relabelling gains little, no warning.
+    rng = np.random.default_rng(0)
+    assert class_order_check(rng.integers(5, 9, (4, 4)) + np.eye(4, dtype=int) * 3) is None

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from tfigkd.evaluation.metrics import (agreement, classification_metrics, confused_pairs,
-                                       predict_classes)
+from tfigkd.evaluation.metrics import (agreement, class_order_check, classification_metrics,
+                                       confused_pairs, predict_classes)
 from tfigkd.evaluation.plots import confusion_png, image_grid_png
 from tfigkd.io import read_json, write_json
 from tfigkd.layout import DESIGN_CHOICE, EVALUATION_JSON, PLOTS_DIR
@@ -63,6 +63,16 @@ def evaluate_run(cfg, out_dir, splits, teacher, student_path, teacher_path=None)
           "student": classification_metrics(y, s_pred, k),
           "student_path": os.path.abspath(student_path), "teacher_path": teacher_path}
     ev["agreement"] = agreement(y, t_pred, s_pred)
+    order = class_order_check(ev["teacher"]["confusion"])
+    ev["warnings"] = [] if order is None else [
+        f"The teacher's outputs look like the data's classes in another order: relabelling them "
+        f"({', '.join(f'output {o} -> {names[c]}' for o, c in list(order['mapping'].items())[:6])}"
+        f"{', ...' if len(order['mapping']) > 6 else ''}) would raise its test accuracy from "
+        f"{order['accuracy']:.4f} to {order['relabelled_accuracy']:.4f}. The data's classes are "
+        "numbered in sorted folder-name order; name the folders so that they sort in the "
+        "teacher's class order (e.g. 0_cat, 1_dog)."]
+    for w in ev["warnings"]:
+        log.warning("%s", w)
     plots = os.path.join(out_dir, PLOTS_DIR)
     os.makedirs(plots, exist_ok=True)
     confusion_png(os.path.join(plots, "confusion.png"),
@@ -96,7 +106,7 @@ def evaluate_run(cfg, out_dir, splits, teacher, student_path, teacher_path=None)
 def compact(ev):
     """The evaluation figures ``summary.json`` keeps (no per-example lists)."""
     a = {k: v for k, v in ev["agreement"].items() if k != "teacher_only_positions"}
-    return {"images": ev["images"], "agreement": a,
+    return {"images": ev["images"], "agreement": a, "warnings": ev.get("warnings", []),
             **{m: {"accuracy": ev[m]["accuracy"], "macro_f1": ev[m]["macro_f1"]}
                for m in ("teacher", "student")}}
 
@@ -169,7 +179,9 @@ def evaluation_lines(ev, summary, best, out_dir):
     """The Markdown sections of the evaluation (appended to ``report.md``)."""
     names, t, s = ev["class_names"], ev["teacher"], ev["student"]
     lines = design_lines(out_dir)
-    lines += ["", f"## Evaluation on the test split ({ev['images']:,} images)", "",
+    lines += ["", f"## Evaluation on the test split ({ev['images']:,} images)", ""]
+    lines += [x for w in ev.get("warnings", []) for x in (f"**Warning: {w}**", "")]
+    lines += [
               "| model | accuracy | macro F1 |", "|---|---|---|",
               f"| teacher | {t['accuracy']:.4f} | {t['macro_f1']:.4f} |",
               f"| student `{best['name']}` (Keras) | {s['accuracy']:.4f} | {s['macro_f1']:.4f} |"]

@@ -72,6 +72,19 @@ def teacher_norm_for(model, teacher_path, given=None):
         "imagenet = ImageNet mean/std, dataset = this data's mean/std).")
 
 
+def _check_class_order(teacher_path, class_names):
+    """Refuses data whose classes are the teacher's recorded ones in another order."""
+    sidecar = os.path.join(os.path.dirname(teacher_path), TEACHER_METRICS)
+    if not os.path.exists(sidecar):
+        return
+    recorded = list(read_json(sidecar).get("class_names") or [])
+    if sorted(recorded) == sorted(class_names) and recorded != list(class_names):
+        raise UserError(f"The data's classes ({', '.join(class_names)}) are the teacher's in "
+                        f"another order ({', '.join(recorded)}); classes are numbered in sorted "
+                        "folder-name order, so rename the folders to sort in the teacher's order "
+                        "(e.g. 0_cat, 1_dog).")
+
+
 def prepare(teacher, data, out_dir, target="phone", max_latency_ms=None, max_size_kb=None,
             design=None, epochs=None, teacher_norm=None, image_size=None, designs=None,
             latency_runs=300):
@@ -119,6 +132,7 @@ def prepare(teacher, data, out_dir, target="phone", max_latency_ms=None, max_siz
     if stats:
         data_cfg.update(mean=list(stats["mean"]), std=list(stats["std"]))
     splits = load_splits(config_from_dict({"data": data_cfg}, "<distill>").data)
+    _check_class_order(teacher_path, splits.class_names)
     # The teacher sees the student's images resized to its own size when they differ.
     own = teacher_size(model)
     teacher_input = list(own) if own and tuple(own) != tuple(size) else None
