@@ -91,7 +91,10 @@ def evaluate_run(cfg, out_dir, splits, teacher, student_path, teacher_path=None)
     ev["pairs_png"] = image_grid_png(os.path.join(plots, "confused_pairs.png"), images,
                                      captions, "student's most confused pairs: true → predicted",
                                      ncols=PAIR_EXAMPLES)
-    gallery = ev["agreement"]["teacher_only_positions"][:GALLERY]
+    # Spread over the split (test splits are often ordered by class), not its first images.
+    lost = ev["agreement"]["teacher_only_positions"]
+    gallery = [lost[i] for i in np.unique(np.linspace(0, len(lost) - 1, min(GALLERY, len(lost)))
+                                          .round().astype(int))] if lost else []
     ev["gallery_png"] = image_grid_png(
         os.path.join(plots, "student_regressions.png"), list(_images(test, gallery)),
         [f"{names[y[p]][:9]}: s {names[s_pred[p]][:9]}" for p in gallery],
