@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _API = {
     "load_config": ("tfigkd.api", "load_config"),
     "run": ("tfigkd.experiments.pipeline", "run_pipeline"),
+    "distill": ("tfigkd.experiments.distill", "distill"),
+    "best_recipe": ("tfigkd.recipes", "best_recipe"),
     "train_teacher": ("tfigkd.experiments.teacher", "train_teacher"),
     "train_student": ("tfigkd.experiments.student", "train_student"),
     "precompute_ig": ("tfigkd.experiments.attribution", "precompute_ig"),

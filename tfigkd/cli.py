@@ -266,6 +266,31 @@ def cmd_students(args):
             f.write(table + "\n")
 
 
+def cmd_distill(args):
+    from tfigkd.experiments.distill import distill
+
+    s = distill(args.teacher, args.data, target=args.target, out_dir=args.out,
+                max_latency_ms=args.max_latency_ms, max_size_kb=args.max_size_kb,
+                design=args.design, epochs=args.epochs, teacher_norm=args.teacher_norm,
+                unlabeled=args.unlabeled, image_size=args.image_size,
+                latency_runs=args.latency_runs)
+    c = s["design_choice"]
+    ev = s["evaluation"]
+    print(f"student {c['chosen']} for {c['target']}: test accuracy "
+          f"{ev['student']['accuracy']:.4f} (teacher {ev['teacher']['accuracy']:.4f})")
+    for target, r in ((s.get("deploy") or {}).get("targets") or {}).items():
+        print(f"{target}: {r['path']} ({r['bytes']:,} bytes, LiteRT accuracy "
+              f"{r['litert_accuracy']:.4f})")
+    lat = (s.get("deploy") or {}).get("latency")
+    if lat:
+        print(f"int8 student is {lat['speedup_vs_teacher_fp32']:.1f}x faster than the fp32 "
+              f"teacher in LiteRT (batch 1, 1 thread)")
+    from tfigkd.layout import CONFIG_YAML, REPORT_HTML
+
+    print(f"report: {os.path.join(args.out, REPORT_HTML)}; reproduce: tfigkd run "
+          f"{os.path.join(args.out, CONFIG_YAML)} --out {args.out}")
+
+
 def cmd_check_config(args):
     from tfigkd.experiments.check import check_buildable
 
@@ -426,6 +451,42 @@ def build_parser():
     p.add_argument("--no-micro", action="store_true", help="skip the TFLite Micro arena")
     p.add_argument("--out", help="folder for students.json, students.md and the .tflite files")
     p.set_defaults(func=cmd_students)
+
+    p = sub.add_parser(
+        "distill", help="compress your own model in one command: teacher .keras + images -> "
+                        "a student chosen for a target, exported, checked and reported",
+        description="Distils a trained Keras teacher into a student measured and chosen for "
+                    "the target (the design with the most MACs that fits the target and the "
+                    "budget), trains it with the project's best recipe (tfigkd/recipes.py), "
+                    "exports it with every check, and writes DIR/report.md + report.html. "
+                    "DIR/config.yaml reproduces it: tfigkd run DIR/config.yaml --out DIR.")
+    p.add_argument("teacher", metavar="TEACHER.keras", help="the trained teacher (its input "
+                   "size and classes are read from it)")
+    p.add_argument("data", metavar="DATA", help="image folder (DATA/<class>/*, or DATA/train "
+                   "and DATA/test) or an .npz with x_train, y_train, x_test, y_test")
+    p.add_argument("--target", default="phone", metavar="phone|coral|mcu|PROFILE.yaml",
+                   help="deployment target or a target profile .yaml (default phone)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--max-latency-ms", type=float, metavar="X",
+                        help="student int8 latency budget (LiteRT, batch 1, 1 thread, here)")
+    budget.add_argument("--design", metavar="NAME",
+                        help="train this design (a preset of tfigkd students) instead of choosing")
+    p.add_argument("--max-size-kb", type=float, metavar="N", help="student int8 file budget")
+    p.add_argument("--epochs", type=int, help="student epochs (default: the recipe's)")
+    p.add_argument("--out", default="distill_out", metavar="DIR",
+                   help="run folder (re-run the same command to resume; default distill_out)")
+    # Checked (with the list of options) by tfigkd.experiments.distill: argparse choices
+    # here would import Keras for every `tfigkd --help`.
+    p.add_argument("--teacher-norm", metavar="NORM",
+                   help="the teacher's input normalisation, when its graph has no Rescaling/"
+                        "Normalization layer (raw: 0-255, unit: /255, minus_one_one, imagenet, "
+                        "dataset)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="student resolution (default: the teacher's input size)")
+    p.add_argument("--unlabeled", metavar="DIR", help="unlabelled images (not available yet)")
+    p.add_argument("--latency-runs", type=int, default=300,
+                   help="timed LiteRT invokes per design when measuring (default 300)")
+    p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("check-config", help="validate a config file and exit")
     _add_config(p)

@@ -263,7 +263,7 @@ class ExportConfig:
     """What ``tfigkd run`` ships: the best student (chosen on validation) as int8."""
     int8: bool = True
     calibration_images: int = field(default=256, metadata=_range(1, None))
-    # Targets of the int8 export (tflite/<target>.yaml): phone, mcu, coral.
+    # Targets of the int8 export (tflite/<target>.yaml): phone, mcu, coral, or a profile .yaml.
     targets: list[str] = field(default_factory=lambda: ["phone"])
     # Time the int8 student against the teacher (fp32 and int8) in LiteRT.
     latency: bool = False
@@ -423,8 +423,10 @@ def _check_paths(cfg: ExperimentConfig, errors):
         if problem:
             errors.append(f"ig.start_steps / ig.n_steps: {problem}")
     for t in cfg.export.targets:
-        if t not in ("phone", "mcu", "coral"):
-            errors.append(f"export.targets: {t!r} is not a target; use phone, mcu or coral.")
+        profile = t.endswith((".yaml", ".yml")) and os.path.isfile(os.path.expanduser(t))
+        if t not in ("phone", "mcu", "coral") and not profile:
+            errors.append(f"export.targets: {t!r} is not a target; use phone, mcu, coral or "
+                          "the path of a target profile .yaml that exists.")
     if cfg.teacher.path and not os.path.exists(os.path.expanduser(cfg.teacher.path)):
         errors.append(f"teacher.path: {cfg.teacher.path!r} does not exist; "
                       "remove it to train a teacher, or point it to a .keras file.")

@@ -27,6 +27,13 @@ METRICS_FILE = "metrics.json"
 SUMMARY_JSON = "summary.json"
 REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
+# The human-readable evaluation of every run (tfigkd/evaluation): HTML twin of report.md.
+REPORT_HTML = "report.html"
+EVALUATION_JSON = "evaluation.json"
+# tfigkd distill: the config it wrote, the measured designs and the choice among them.
+CONFIG_YAML = "config.yaml"
+DESIGNS_DIR = "designs"
+DESIGN_CHOICE = "design_choice.json"
 # tfigkd ablate / sweep
 SUBSETS_DIR = "subsets"
 AGREEMENT_DIR = "agreement"

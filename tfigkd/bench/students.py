@@ -58,8 +58,12 @@ def student_table(input_shape, num_classes, designs=None, target=None, max_macs=
 
 
 def measure_designs(input_shape, num_classes, designs=None, runs=300, warmup=30, micro=True,
-                    keep_dir=None, progress=False):
+                    keep_dir=None, progress=False, teacher=None):
     """Builds, converts and times every design and the teacher in one interleaved run.
+
+    ``teacher``: a ``keras.Model`` to time as the teacher row (at its own
+    input size; ``tfigkd distill`` passes the user's teacher), or None for the
+    reference MobileNetV2 (``TEACHER``).
 
     Returns:
         Rows (teacher first), each with ``name``, ``model``, ``kwargs``,
@@ -74,15 +78,19 @@ def measure_designs(input_shape, num_classes, designs=None, runs=300, warmup=30,
 
     import keras
 
-    todo = {"teacher": TEACHER, **_designs(designs)}
-    rng = np.random.default_rng(0)
-    calib = rng.random((32, *input_shape)).astype(np.float32)
+    todo = {"teacher": TEACHER if teacher is None else teacher, **_designs(designs)}
     folder = keep_dir or tempfile.mkdtemp(prefix="tfigkd-students-")
     os.makedirs(folder, exist_ok=True)
     rows, files = [], []
-    for name, (builder, kwargs) in todo.items():
+    for name, spec in todo.items():
         keras.utils.set_random_seed(0)
-        model = build_model(builder, input_shape, num_classes, **kwargs)
+        if isinstance(spec, keras.Model):
+            model, builder, kwargs = spec, spec.name, {}
+        else:
+            builder, kwargs = spec
+            model = build_model(builder, input_shape, num_classes, **kwargs)
+        # Random calibration images at the model's own size (a teacher may take another).
+        calib = np.random.default_rng(0).random((32, *model.input_shape[1:])).astype(np.float32)
         row = {"name": name, "model": builder, "kwargs": dict(kwargs),
                "role": "teacher" if name == "teacher" else "student",
                "params": trainable_params(model), "macs": count_macs(model)}

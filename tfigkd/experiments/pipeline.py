@@ -25,7 +25,8 @@ from tfigkd.experiments.check import check_buildable
 from tfigkd.experiments.student import mode_weights, train_student
 from tfigkd.experiments.teacher import train_teacher
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import EXPORT_DIR, IG_DIR, LOGITS_DIR, REPORT_MD, SUMMARY_JSON
+from tfigkd.layout import (EXPORT_DIR, IG_DIR, LOGITS_DIR, REPORT_HTML, REPORT_MD,
+                           SUMMARY_JSON)
 from tfigkd.lock import folder_lock
 from tfigkd.models import load_model_file
 from tfigkd.modes import parse_mode
@@ -36,9 +37,12 @@ log = logging.getLogger(__name__)
 def _export(cfg, out_dir, splits, keras_path, target, quant, stem):
     """One checked export into ``out_dir/export``, reused when its source is unchanged."""
     from tfigkd.export.exporter import export_model
+    from tfigkd.export.targets import load_profile
 
     folder = os.path.join(out_dir, EXPORT_DIR)
-    meta_path = os.path.join(folder, f"{stem}_{target}_{quant}.json")
+    # A profile .yaml names its target inside; the files carry that name.
+    name = target if target in ("phone", "coral", "mcu") else load_profile(target).target
+    meta_path = os.path.join(folder, f"{stem}_{name}_{quant}.json")
     if os.path.exists(meta_path):
         meta = read_json(meta_path)
         # Phone files from before they were app-ready (MediaPipe metadata) are redone.
@@ -257,6 +261,10 @@ def _run_pipeline(cfg, out_dir, verbose):
     warnings += [w for w in (statistics["warnings"] if statistics else []) if w not in warnings]
     for w in warnings:
         log.warning("%s", w)
+    from tfigkd.evaluation.report import compact, evaluate_run
+
+    evaluation = evaluate_run(cfg, out_dir, splits, teacher, best["keras_path"],
+                              t_metrics["model_path"])
     summary = {
         "tfigkd_version": tfigkd.__version__,
         "config_name": cfg.name,
@@ -276,12 +284,16 @@ def _run_pipeline(cfg, out_dir, verbose):
         "deploy": deployed,
         "statistics": statistics,
         "warnings": warnings,
+        "evaluation": compact(evaluation),
         "wall_seconds_this_run": time.time() - t0,
         "config": config_to_dict(cfg),
     }
     write_json(os.path.join(out_dir, SUMMARY_JSON), summary)
+    from tfigkd.evaluation import evaluation_lines, write_html
     from tfigkd.experiments.report import write_report
 
-    write_report(out_dir, summary, splits, maps, students, t_metrics, cfg)
-    log.info("Wrote %s and %s", os.path.join(out_dir, SUMMARY_JSON), REPORT_MD)
+    write_report(out_dir, summary, splits, maps, students, t_metrics, cfg,
+                 extra=evaluation_lines(evaluation, summary, best, out_dir))
+    write_html(out_dir, f"{cfg.name}: results")
+    log.info("Wrote %s, %s and %s", os.path.join(out_dir, SUMMARY_JSON), REPORT_MD, REPORT_HTML)
     return summary

@@ -58,11 +58,12 @@ def plot_modes(path, students, teacher_acc):
     fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
 
 
-def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg):
+def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg, extra=None):
     """Writes ``report.md`` and its plots into ``out_dir``.
 
     ``maps``: the IG maps, or ``{source: maps}`` when the modes overlay
-    several sources (the grid shows the IG ones).
+    several sources (the grid shows the IG ones). ``extra``: Markdown lines
+    appended at the end (the evaluation, ``tfigkd.evaluation``).
     """
     if isinstance(maps, dict):
         maps = maps.get("ig")
@@ -104,6 +105,7 @@ def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg)
     lines += ["", "![training curves](plots/curves.png)", "", "![accuracy per mode](plots/modes.png)"]
     if maps is not None:
         lines += ["", "![IG maps and overlays](plots/ig_grid.png)"]
+    lines += list(extra or [])
     write_text(os.path.join(out_dir, REPORT_MD), "\n".join(lines) + "\n")
 
 

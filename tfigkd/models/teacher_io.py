@@ -129,3 +129,56 @@ def as_logits(model, what="teacher"):
                 "their logarithm as logits for KD and IG.", what, model.name)
     out = keras.ops.log(keras.ops.maximum(model.outputs[0], 1e-12))
     return keras.Model(model.inputs, out, name=f"{model.name}_log_probs")
+
+
+# Layers that may come before a model's own preprocessing without changing pixel values'
+# scale (inference-time identity augmentation, resizing, casts, reshapes).
+_PASS_THROUGH = ("InputLayer", "Resizing", "CenterCrop", "Cast", "Reshape", "Permute",
+                 "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                 "RandomContrast", "RandomBrightness", "RandomCrop")
+
+
+def _first_layers(model):
+    """The model's layers in graph order, nested models flattened in place."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _first_layers(layer)
+        else:
+            yield layer
+
+
+def detect_input_norm(model):
+    """The input normalisation a model states in its own graph, or None.
+
+    A model whose first computing layer is a ``Rescaling`` or ``Normalization``
+    layer (your own, or Keras Applications' ``include_preprocessing``) does
+    its preprocessing itself; what it must be fed follows from that layer's
+    constants: a scale of about 1/255 or 1/127.5 (or a mean above 2) means
+    pixel values 0..255 ("raw"); a scale near 1 or 2 (or a mean below 2)
+    means pixels / 255 ("unit").
+
+    Returns:
+        ``(norm, reason)``: a ``NORMS`` entry and the layer that says so, or
+        ``(None, None)`` when the graph does not say (the caller must ask).
+    """
+    import keras
+
+    for layer in _first_layers(model):
+        kind = type(layer).__name__
+        if kind in _PASS_THROUGH:
+            continue
+        if isinstance(layer, keras.layers.Rescaling):
+            scale = float(np.max(np.abs(np.asarray(layer.scale, np.float64))))
+            norm = "raw" if scale * 255.0 <= 4.0 else "unit"
+            return norm, f"its {kind} layer {layer.name!r} (scale {scale:.6g})"
+        if isinstance(layer, keras.layers.Normalization):
+            mean = getattr(layer, "mean", None)
+            if mean is None:
+                return None, None
+            top = float(np.max(np.abs(np.asarray(keras.ops.convert_to_numpy(mean)))))
+            norm = "raw" if top > 2.0 else "unit"
+            return norm, f"its {kind} layer {layer.name!r} (mean up to {top:.4g})"
+        return None, None
+    return None, None

@@ -78,3 +78,61 @@ def test_resize_maps_keeps_distributions():
     assert small.shape == (2, 12, 12)
     np.testing.assert_allclose(small.reshape(2, -1).sum(1), 1.0, rtol=1e-5)
     assert small[0, :6].sum() > 0.95 and small[1, :, 6:].sum() > 0.95
+
+
+def _head(x, classes=3):
+    import keras
+
+    x = keras.layers.Conv2D(4, 3)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.layers.Dense(classes)(x)
+
+
+@pytest.mark.parametrize("pre,want", [
+    (lambda k: k.layers.Rescaling(1 / 255.0), "raw"),
+    (lambda k: k.layers.Rescaling(1 / 127.5, offset=-1.0), "raw"),
+    (lambda k: k.layers.Rescaling(2.0, offset=-1.0), "unit"),        # [0, 1] -> [-1, 1]
+    (lambda k: k.layers.Normalization(mean=[123.7, 116.3, 103.5],
+                                      variance=[3409.0, 3249.0, 3295.0]), "raw"),
+    (lambda k: k.layers.Normalization(mean=[0.485, 0.456, 0.406],
+                                      variance=[0.052, 0.05, 0.051]), "unit"),
+    (None, None),
+])
+def test_detect_input_norm_reads_the_preprocessing_layer(pre, want):
+    import keras
+
+    from tfigkd.models.teacher_io import detect_input_norm
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.RandomFlip()(inp)   # inference-time identity: looked through
+    x = pre(keras)(x) if pre else x
+    norm, why = detect_input_norm(keras.Model(inp, _head(x)))
+    assert norm == want
+    assert (why is None) == (want is None)
+
+
+def test_detect_input_norm_looks_into_nested_models_and_stops_at_the_first_conv():
+    import keras
+
+    from tfigkd.models.teacher_io import detect_input_norm
+
+    pre = keras.Sequential([keras.layers.Rescaling(1 / 255.0)])
+    inp = keras.Input((8, 8, 3))
+    assert detect_input_norm(keras.Model(inp, _head(pre(inp))))[0] == "raw"
+    # A Rescaling after the first convolution says nothing about the input.
+    x = keras.layers.Conv2D(3, 1)(inp)
+    x = keras.layers.Rescaling(1 / 255.0)(x)
+    assert detect_input_norm(keras.Model(inp, _head(x))) == (None, None)
+
+
+def test_keras_applications_with_built_in_preprocessing_take_raw_pixels():
+    import keras
+
+    from tfigkd.models.teacher_io import detect_input_norm
+
+    m = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), classes=3,
+                                            include_preprocessing=True)
+    assert detect_input_norm(m)[0] == "raw"
+    m = keras.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), classes=3,
+                                            include_preprocessing=False)
+    assert detect_input_norm(m) == (None, None)
