@@ -161,8 +161,9 @@ def test_bad_inputs_are_one_line(raw_teacher, data, tmp_path, capsys):
         ([raw_teacher, data, "--design", "nope"], "unknown design 'nope'"),
         ([raw_teacher, data, "--design", "ds_cnn_s", "--max-size-kb", "9"], "--design names"),
         ([raw_teacher, data, "--target", "watch"], "Unknown target 'watch'"),
-        ([raw_teacher, data, "--unlabeled", str(tmp_path)], "not available yet"),
+        ([raw_teacher, data, "--unlabeled", str(tmp_path / "empty")], "no images"),
     ]
+    (tmp_path / "empty").mkdir()
     for args, want in cases:
         assert main(["distill", *args, "--out", out]) == 2, args
         err = capsys.readouterr().err

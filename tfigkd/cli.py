@@ -483,7 +483,7 @@ def build_parser():
                         "dataset)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                    help="student resolution (default: the teacher's input size)")
-    p.add_argument("--unlabeled", metavar="DIR", help="unlabelled images (not available yet)")
+    p.add_argument("--unlabeled", metavar="DIR", help="unlabelled images (a folder, or an .npz with x): they get only the KD term")
     p.add_argument("--latency-runs", type=int, default=300,
                    help="timed LiteRT invokes per design when measuring (default 300)")
     p.set_defaults(func=cmd_distill)

@@ -87,7 +87,7 @@ def _check_class_order(teacher_path, class_names):
 
 def prepare(teacher, data, out_dir, target="phone", max_latency_ms=None, max_size_kb=None,
             design=None, epochs=None, teacher_norm=None, image_size=None, designs=None,
-            latency_runs=300):
+            latency_runs=300, unlabeled=None):
     """Builds the run's config and chooses its student; writes ``config.yaml`` and the choice.
 
     Returns:
@@ -129,6 +129,9 @@ def prepare(teacher, data, out_dir, target="phone", max_latency_ms=None, max_siz
     log.info("Teacher %s: %dx%dx%d, %d classes, input normalisation %r (from %s).",
              teacher_path, *size, channels, model.output_shape[-1], norm, norm_why)
     data_cfg.update(image_size=list(size), color="rgb" if channels == 3 else "grayscale")
+    if unlabeled is not None:
+        # Unlabelled images get only the KD term (tfigkd/data/unlabeled.py).
+        data_cfg["unlabeled"] = os.path.abspath(os.path.expanduser(str(unlabeled)))
     if stats:
         data_cfg.update(mean=list(stats["mean"]), std=list(stats["std"]))
     splits = load_splits(config_from_dict({"data": data_cfg}, "<distill>").data)
@@ -199,7 +202,8 @@ def distill(teacher, data, target="phone", out_dir="distill_out", max_latency_ms
         design: Train this design (a preset or registered model) instead of choosing.
         epochs: Student epochs (default: ``best_recipe``'s).
         teacher_norm: The teacher's input normalisation when its graph does not say.
-        unlabeled: A folder of unlabelled images (not supported yet).
+        unlabeled: Unlabelled images (a folder, or an ``.npz`` with ``x``): they
+            get only the distillation term (``data.unlabeled``).
         image_size: (H, W) of the student (default: the teacher's input size).
         designs: Designs to choose among (default: every preset).
         latency_runs: Timed LiteRT invokes per design.
@@ -214,15 +218,13 @@ def distill(teacher, data, target="phone", out_dir="distill_out", max_latency_ms
     """
     from tfigkd.experiments.pipeline import run_pipeline
 
-    if unlabeled is not None:
-        raise UserError("--unlabeled: distillation on unlabelled images is not available yet; "
-                        "leave it out (the labelled DATA is used for everything).")
     out_dir = os.path.abspath(os.path.expanduser(str(out_dir)))
     with folder_lock(out_dir):
         cfg, choice = prepare(teacher, data, out_dir, target=target,
                               max_latency_ms=max_latency_ms, max_size_kb=max_size_kb,
                               design=design, epochs=epochs, teacher_norm=teacher_norm,
-                              image_size=image_size, designs=designs, latency_runs=latency_runs)
+                              image_size=image_size, designs=designs, latency_runs=latency_runs,
+                              unlabeled=unlabeled)
         summary = run_pipeline(cfg, out_dir, verbose=verbose)
     summary["design_choice"] = choice
     return summary
