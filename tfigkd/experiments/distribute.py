@@ -316,12 +316,8 @@ def inference_strategy(kind):
     kind = getattr(kind, "distribute", kind) or "none"
     if kind == "none":
         return None
-    if "local" not in _strategies:
-        import tensorflow as tf
-
-        devices = local_devices()
-        _strategies["local"] = tf.distribute.MirroredStrategy(devices) if len(devices) > 1 else None
-    return _strategies["local"]
+    local = strategy_for("mirrored")  # the one local strategy: training's, when mirrored
+    return local if local.num_replicas_in_sync > 1 else None
 
 
 def in_scope(model, strategy):
@@ -360,6 +356,8 @@ def replicated(fn, strategy):
 
     def call(batch):
         size = int(tf.shape(tf.nest.flatten(batch)[0])[0])
+        if size < n_rep:  # no replica may get an empty batch (BatchNorm fails on one)
+            return fn(batch)
         bounds = np.linspace(0, size, n_rep + 1).astype(int)
 
         def part(ctx):

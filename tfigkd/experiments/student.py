@@ -17,8 +17,9 @@ from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
 from tfigkd.distill.topk import top_k_in_effect
 from tfigkd.errors import UserError
-from tfigkd.experiments.distribute import (in_scope, is_chief, scope, strategy_for,
-                                           weights_digest, worker_lock, worker_result)
+from tfigkd.experiments.distribute import (in_scope, inference_strategy, is_chief,
+                                           replicated, scope, strategy_for, weights_digest,
+                                           worker_lock, worker_result)
 from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, precise_bn_data,
                                        steps_per_epoch, training_data)
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
@@ -199,8 +200,9 @@ def per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir, tr
     def forward(x):
         return teacher(teacher_input(x["image"], teacher, *norm), training=False)
 
-    def compute():
-        rows = compute_view_logits(forward, train_data(0, epochs), epochs * n, splits.num_classes)
+    def compute():  # batches spread over this machine's replicas (train.distribute)
+        rows = compute_view_logits(replicated(forward, inference_strategy(cfg.teacher.train)),
+                                   train_data(0, epochs), epochs * n, splits.num_classes)
         return pack_top_k(rows, k, cfg.student.temperature) if k else rows
 
     return load_or_compute(os.path.join(view_dir, recipe_key(recipe)), recipe, compute,
