@@ -4,8 +4,13 @@ and on 2 local worker processes.
 A replicated run must be the single-device recipe: same global batch, same schedule,
 same loss reduction, BatchNorm over the global batch. The runs here have no dropout in
 the teacher (each replica draws its own dropout masks), so the loss trajectories of a
-single-device and a 2-replica run agree up to float summation order: within
-``RTOL`` relative, where a wrong reduction or batch split is off by tens of percent.
+single-device and a 2-replica run differ only by float summation order, which grows
+over the epochs and through the teacher's IG maps into the kd_ig student: measured
+<= 3e-5 for the teacher and the plain student, <= 3e-3 for kd_ig (losses ~0.5-1.2).
+The tolerance is ``LOSS_ATOL`` on every logged loss and ``ACC_ATOL`` on accuracies
+(one validation image, three training images); the planted bugs of the report
+(no per-replica loss share, per-replica BatchNorm, per-replica batch = global batch)
+fail it.
 Each run is a fresh process: logical devices and a multi-worker strategy must exist
 before TensorFlow initialises.
 """
@@ -21,8 +26,8 @@ import pytest
 from helpers import tfigkd_subprocess, tiny_run_config, write_config
 from tfigkd.testing import checkpoint_arrays
 
-# Per-epoch losses, single device vs 2 replicas (measured: <= 2e-5 relative).
-RTOL = 1e-3
+LOSS_ATOL = 5e-3
+ACC_ATOL = 0.03
 TWO_CPUS = {"TFIGKD_CPU_DEVICES": "2"}
 MIRRORED = ["--set", "teacher.train.distribute=mirrored",
             "--set", "student.train.distribute=mirrored"]
@@ -69,8 +74,13 @@ def test_mirrored_loss_trajectory_matches_single_device(rel, single_run, mirrore
     assert one.keys() == two.keys()
     if "kd" in one:  # the kd_ig student: KD and CE are both in the total
         assert {"ce", "kd", "loss"} <= one.keys()
+    assert_same_trajectory(one, two)
+
+
+def assert_same_trajectory(one, two):
     for key in one:
-        np.testing.assert_allclose(two[key], one[key], rtol=RTOL, atol=1e-6, err_msg=key)
+        atol = ACC_ATOL if key.endswith("accuracy") else LOSS_ATOL
+        np.testing.assert_allclose(two[key], one[key], rtol=0, atol=atol, err_msg=key)
 
 
 def _same_checkpoint(a, b):
