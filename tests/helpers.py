@@ -43,12 +43,20 @@ def write_config(path, data):
     return str(path)
 
 
-def tfigkd_subprocess(*args, fault=None, timeout=300):
-    """Runs the CLI in a fresh process (optionally with a planted SIGKILL); returns the result."""
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+def tfigkd_subprocess(*args, fault=None, timeout=300, env=None, wait=True):
+    """Runs the CLI in a fresh process (optionally with a planted SIGKILL); returns the result.
+
+    ``env``: extra environment variables (e.g. ``TFIGKD_CPU_DEVICES``, ``TF_CONFIG``);
+    ``wait=False`` returns the running ``Popen`` instead.
+    """
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", **(env or {}))
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user would have it
     env.pop("TFIGKD_FAULT", None)
     if fault:
         env["TFIGKD_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "tfigkd.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    argv = [sys.executable, "-m", "tfigkd.cli", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)

@@ -55,8 +55,11 @@ def _setup_logging(verbose):
 
 def _load(args):
     from tfigkd.config import load_config
+    from tfigkd.experiments.distribute import prepare
 
-    return load_config(args.config, args.set)
+    cfg = load_config(args.config, args.set)
+    prepare(cfg)  # logical devices and a multi-worker strategy come before any TF op
+    return cfg
 
 
 def cmd_train_teacher(args):
@@ -64,6 +67,10 @@ def cmd_train_teacher(args):
 
     cfg = _load(args)
     metrics = train_teacher(cfg, args.out)
+    if "worker" in metrics:  # a non-chief worker of train.distribute: multi_worker
+        print(f"worker {metrics['worker']} done; the chief writes the results. "
+              f"weights_sha256={metrics['weights_sha256']}")
+        return
     print(f"test_accuracy={metrics['test_accuracy']:.4f} "
           f"val_accuracy={metrics['val_accuracy']:.4f}")
 
@@ -90,7 +97,10 @@ def cmd_run(args):
     from tfigkd.config import load_config
     from tfigkd.experiments.pipeline import run_pipeline
 
+    from tfigkd.experiments.distribute import prepare
+
     cfg = load_config(args.config_path, args.set)
+    prepare(cfg)
     s = run_pipeline(cfg, args.out)
     print(f"teacher test_accuracy={s['teacher']['test_accuracy']:.4f}")
     for m in s["models"]:

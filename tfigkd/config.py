@@ -98,6 +98,12 @@ class AugmentConfig:
     flip: bool = True
 
 
+# TrainConfig keys that say how a run is executed, not what it computes: left out
+# of the recipes that key reuse and resume (a run started on one device may
+# resume on several).
+RUNTIME_KEYS = ("verbose", "distribute")
+
+
 @dataclass
 class TrainConfig:
     """A training recipe (docs/method.md sections 1 and 2)."""
@@ -115,6 +121,9 @@ class TrainConfig:
     # BatchNorm statistics re-estimated on this many training images before each
     # validation (tfigkd/models/batchnorm.py); 0 keeps the moving averages.
     precise_bn_images: int = field(default=1024, metadata=_range(0, None))
+    # none: one device; mirrored: this machine's GPUs (or logical CPUs); multi_worker:
+    # the machines of TF_CONFIG. Same recipe, same global batch (docs/scaling.md).
+    distribute: str = field(default="none", metadata=_choices("none", "mirrored", "multi_worker"))
 
 
 @dataclass

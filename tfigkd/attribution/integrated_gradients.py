@@ -108,7 +108,7 @@ class IntegratedGradients:
             explains softmax(logits) of the target.
     """
 
-    def __init__(self, model, output="logits"):
+    def __init__(self, model, output="logits", strategy=None):
         if output not in OUTPUTS:
             raise UserError(f"output must be one of {OUTPUTS}, got {output!r}.")
         self.model = model
@@ -116,6 +116,28 @@ class IntegratedGradients:
         self._chunk = tf.function(self._chunk_grads, reduce_retracing=True)
         self._forward = tf.function(self._target_outputs, reduce_retracing=True)
         self._segments = tf.function(self._segment_grads, reduce_retracing=True)
+        # Several local replicas (tfigkd.experiments.distribute.inference_strategy):
+        # each takes up to a chunk of interpolations per step, on its own device.
+        self.strategy = strategy if strategy is not None and \
+            strategy.num_replicas_in_sync > 1 else None
+        if self.strategy is not None:
+            self._replica_chunks = tf.function(
+                lambda *a: self.strategy.run(self._chunk_grads, args=a), reduce_retracing=True)
+
+    def _rows(self, xt, bt, tt, img_idx, alphas, weights):
+        """The weighted gradient sum of these (image, alpha) rows, on every replica a share."""
+        n_rep = 1 if self.strategy is None else self.strategy.num_replicas_in_sync
+        if len(img_idx) < n_rep or n_rep == 1:  # no replica may get an empty batch
+            return self._chunk(xt, bt, tt, *map(tf.constant, (img_idx, alphas, weights)))
+        bounds = np.linspace(0, len(img_idx), n_rep + 1).astype(int)
+
+        def local(values):
+            return self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: tf.constant(values[bounds[ctx.replica_id_in_sync_group]:
+                                               bounds[ctx.replica_id_in_sync_group + 1]]))
+
+        out = self._replica_chunks(xt, bt, tt, local(img_idx), local(alphas), local(weights))
+        return self.strategy.reduce("SUM", out, axis=None)
 
     def _target_outputs(self, x, targets):
         out = self.model(x, training=False)
@@ -178,10 +200,11 @@ class IntegratedGradients:
             raise UserError(f"internal_batch_size must be >= 1, got {internal_batch_size}.")
         xt, bt, tt = tf.constant(x), tf.constant(base), tf.constant(targets)
         acc = tf.zeros_like(xt)
+        # Several replicas: each step's rows are split over them, at most a chunk each.
+        chunk *= 1 if self.strategy is None else self.strategy.num_replicas_in_sync
         for start in range(0, total, chunk):
             sl = slice(start, start + chunk)
-            acc += self._chunk(xt, bt, tt, tf.constant(img_idx[sl]),
-                               tf.constant(a[sl]), tf.constant(w[sl]))
+            acc += self._rows(xt, bt, tt, img_idx[sl], a[sl], w[sl])
         attributions = ((xt - bt) * acc).numpy()
         if not return_delta:
             return attributions

@@ -25,15 +25,19 @@ def ig_settings(ig_cfg):
                       rtol=ig_cfg.rtol, atol=ig_cfg.atol)
 
 
-def make_compute_fn(teacher, ig_cfg, input_norm, mean, std):
+def make_compute_fn(teacher, ig_cfg, input_norm, mean, std, strategy=None):
     """``fn(x_uint8, labels) -> (maps, delta, rel_error)`` for ``write_store``.
 
     A teacher at another resolution than the data gets the images resized to
     its own; its maps are resized back to the data's (``teacher_io``).
+    ``strategy``: local replicas the interpolation chunks are spread over
+    (``tfigkd.experiments.distribute.inference_strategy``); the maps are the
+    same up to float summation order.
     """
+    from tfigkd.experiments.distribute import in_scope
     from tfigkd.models.teacher_io import affine, resize_images, resize_maps, teacher_size
 
-    ig = IntegratedGradients(teacher, ig_cfg.output)
+    ig = IntegratedGradients(in_scope(teacher, strategy), ig_cfg.output, strategy)
     norm = None if input_norm == "unit" else affine(input_norm, mean, std,
                                                      teacher.input_shape[-1])
     size = teacher_size(teacher)

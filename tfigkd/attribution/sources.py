@@ -112,20 +112,22 @@ def source_settings(cfg, source):
                               seed=c.smoothgrad_seed)
 
 
-def make_source_compute_fn(source, teacher, cfg, input_norm, mean, std, settings):
+def make_source_compute_fn(source, teacher, cfg, input_norm, mean, std, settings,
+                           strategy=None):
     """``fn(x_uint8, labels) -> (maps, delta, rel_error)`` of a source, for ``write_store``.
 
     Grad-CAM and SmoothGrad have no completeness property: their delta and
-    relative error are recorded as zeros.
+    relative error are recorded as zeros. ``strategy``: local replicas IG
+    spreads its work over (``make_compute_fn``).
     """
     from tfigkd.data import normalize
 
     if source == "ig":
         from tfigkd.attribution.precompute import make_compute_fn
 
-        return make_compute_fn(teacher, cfg.ig, input_norm, mean, std)
+        return make_compute_fn(teacher, cfg.ig, input_norm, mean, std, strategy)
     if source == "ig_all_classes":
-        return _ig_all_classes_fn(teacher, cfg.ig, input_norm, mean, std)
+        return _ig_all_classes_fn(teacher, cfg.ig, input_norm, mean, std, strategy)
 
     def prep(x_uint8):
         return np.asarray(normalize(x_uint8, input_norm, mean, std), np.float32)
@@ -137,10 +139,10 @@ def make_source_compute_fn(source, teacher, cfg, input_norm, mean, std, settings
     return _smoothgrad_fn(teacher, settings, prep, settings.noise / scale)
 
 
-def _ig_all_classes_fn(teacher, ig_cfg, input_norm, mean, std):
+def _ig_all_classes_fn(teacher, ig_cfg, input_norm, mean, std, strategy=None):
     from tfigkd.attribution.precompute import make_compute_fn
 
-    per_class = make_compute_fn(teacher, ig_cfg, input_norm, mean, std)
+    per_class = make_compute_fn(teacher, ig_cfg, input_norm, mean, std, strategy)
     num_classes = int(teacher.output.shape[-1])
 
     def compute(x_uint8, labels):

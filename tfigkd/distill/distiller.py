@@ -66,6 +66,20 @@ class DenseRows:
         return tf.gather(self.values, key)
 
 
+def per_replica(value, inverse=False):
+    """A replica's share of a batch-mean loss: ``value / replicas`` (``* replicas`` if inverse).
+
+    Keras' reduction under ``tf.distribute``: each replica's loss is its local
+    mean over the replicas, so the gradients ``fit`` sums across replicas are
+    those of the global batch's mean (Keras scales its compiled losses alike).
+    The identity on one device.
+    """
+    n = tf.distribute.get_strategy().num_replicas_in_sync
+    if n == 1:
+        return value
+    return value * (float(n) if inverse else 1.0 / n)
+
+
 def _image(inputs):
     return inputs["image"] if isinstance(inputs, dict) else inputs
 
@@ -232,8 +246,10 @@ class Distiller(keras.Model):
         training batch is mixed or may hold unlabelled images."""
         mixed = isinstance(x, dict) and "mix_lambda" in x
         if not training or not (mixed or self.partial_labels):
-            return keras.Model.compute_loss(self, x=x, y=y, y_pred=y_pred,
-                                            sample_weight=sample_weight, training=training)
+            # Keras returns a replica's share (per_replica); this is the local mean.
+            return per_replica(keras.Model.compute_loss(
+                self, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                training=training), inverse=True)
         if not getattr(self, "_default_loss", True):
             raise UserError("Mixing and unlabelled images need the Distiller's own "
                             "cross-entropy; compile without loss=.")
@@ -245,7 +261,11 @@ class Distiller(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """alpha * KD + (1 - alpha) * (compiled loss) + gamma * AT when training;
-        the compiled (supervised) loss of the student alone when evaluating."""
+        the compiled (supervised) loss of the student alone when evaluating.
+
+        Every term is a mean over this replica's examples; the sum is returned
+        as the replica's share (``per_replica``), as ``fit`` expects under
+        ``tf.distribute``."""
         features = self._stashed_features
         object.__setattr__(self, "_stashed_features", None)
         if y_pred is None:
@@ -254,14 +274,14 @@ class Distiller(keras.Model):
             object.__setattr__(self, "_stashed_features", None)
         supervised = self.supervised_loss(x, y, y_pred, sample_weight, training)
         if not training or not self._term_names:
-            return supervised
+            return per_replica(supervised)
         kd, at = self.distillation_terms(x, y_pred, features, sample_weight)
         total = self.alpha * kd + (1.0 - self.alpha) * supervised + self.gamma * at
         for tracker, value in ((self.ce_tracker, supervised), (self.kd_tracker, kd),
                                (self.at_tracker, at)):
             if tracker is not None:
                 tracker.update_state(value)
-        return total
+        return per_replica(total)
 
     def losses_for(self, inputs, y, training=False, sample_weight=None):
         """(total, ce, kd, at, student_logits) of one batch, for inspection and tests.

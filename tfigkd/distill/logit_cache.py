@@ -81,15 +81,24 @@ def teacher_forward(teacher):
     return _FORWARD[teacher]
 
 
-def compute_logits(teacher, subset, input_norm, mean, std, batch_size=256):
-    """Teacher logits of every image in ``subset`` (un-augmented), in its order."""
+def compute_logits(teacher, subset, input_norm, mean, std, batch_size=256, strategy=None):
+    """Teacher logits of every image in ``subset`` (un-augmented), in its order.
+
+    ``strategy``: local replicas each batch is split over
+    (``tfigkd.experiments.distribute.inference_strategy``).
+    """
     from tfigkd.data import make_dataset
+    from tfigkd.experiments.distribute import in_scope, replicated
     from tfigkd.models.teacher_io import teacher_size
 
     ds = make_dataset(subset, batch_size=batch_size, training=False, input_norm=input_norm,
                       mean=mean, std=std, image_size=teacher_size(teacher))
-    forward = teacher_forward(teacher)
-    return np.concatenate([forward(x).numpy() for x, _ in ds]).astype(np.float32)
+    if strategy is None or strategy.num_replicas_in_sync < 2:
+        forward = teacher_forward(teacher)
+        return np.concatenate([forward(x).numpy() for x, _ in ds]).astype(np.float32)
+    model = in_scope(teacher, strategy)
+    forward = replicated(lambda x: model(x, training=False), strategy)
+    return np.concatenate([np.asarray(forward(x)) for x, _ in ds]).astype(np.float32)
 
 
 def write_logits(cache_dir, subset, logits, fingerprint, teacher_hash, input_norm, top_k=None):
@@ -155,7 +164,7 @@ def load_logits(cache_dir, subset, fingerprint, teacher_hash):
 
 
 def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=None, top_k=0,
-                          temperature=1.0):
+                          temperature=1.0, strategy=None):
     """Loads the cache when it matches, else computes and writes it.
 
     Args:
@@ -168,6 +177,7 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
             log-probabilities at ``temperature`` plus the log of the remaining
             mass (``tfigkd.distill.topk``); 0 or >= classes: all logits.
         temperature: The KD temperature (top-k caches depend on it).
+        strategy: Local replicas the inference is spread over (``compute_logits``).
 
     Returns:
         (N_train, classes) float32 logits aligned with ``splits.train``, or
@@ -191,7 +201,8 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
     log.info("Teacher-logit cache %s: %d examples x %s = %.2f MB (full: %.2f MB).", cache_dir, n,
              f"top-{k} of {c} classes" if k else f"{c} classes", cache_bytes(n, c, k) / 1e6,
              cache_bytes(n, c) / 1e6)
-    logits = compute_logits(teacher, splits.train, input_norm, splits.mean, splits.std)
+    logits = compute_logits(teacher, splits.train, input_norm, splits.mean, splits.std,
+                            strategy=strategy)
     meta = None
     if k:
         logits = pack_top_k(logits, k, temperature)
@@ -207,7 +218,10 @@ def student_logit_cache(cfg, cache_dir, teacher_path, splits, teacher=None):
     The one call ``tfigkd run`` and ``tfigkd ablate`` share, so a top-k cache
     and the Distiller that reads it always agree.
     """
+    from tfigkd.experiments.distribute import inference_strategy
+
     return cached_teacher_logits(cache_dir, teacher_path, splits, cfg.teacher.train.input_norm,
                                  teacher=teacher, top_k=cfg.student.logit_top_k,
-                                 temperature=cfg.student.temperature)
+                                 temperature=cfg.student.temperature,
+                                 strategy=inference_strategy(cfg.teacher.train))
 

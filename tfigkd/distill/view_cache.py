@@ -61,7 +61,7 @@ def compute_view_logits(teacher_fn, dataset, n_views, width):
     """
     out = np.full((n_views, width), np.nan, np.float32)
     for x, _ in dataset:
-        out[x["view"].numpy()] = teacher_fn(x["image"]).numpy()
+        out[x["view"].numpy()] = np.asarray(teacher_fn(x["image"]))
     missing = int(np.isnan(out[:, 0]).sum())
     if missing:
         raise RuntimeError(f"{missing} views were not produced by the training pipeline.")

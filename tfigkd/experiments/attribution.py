@@ -16,6 +16,7 @@ from tfigkd.attribution.store import (MANIFEST, finalize_store, load_maps, missi
                                       stored_settings, verify_store, write_store)
 from tfigkd.data import load_splits
 from tfigkd.errors import UserError
+from tfigkd.experiments.distribute import inference_strategy
 from tfigkd.io import file_sha256, read_json
 from tfigkd.layout import JOINED_MAPS_DIR, teacher_path
 from tfigkd.lock import folder_lock
@@ -76,7 +77,8 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
         n = write_store(
             store, splits.train,
             make_source_compute_fn(source, teacher, cfg, cfg.teacher.train.input_norm,
-                                   splits.mean, splits.std, settings),
+                                   splits.mean, splits.std, settings,
+                                   inference_strategy(cfg.teacher.train)),
             shard_size=cfg.ig.shard_size, batch_size=cfg.ig.batch_size, worker=shard,
             progress=progress, **keys)
         if n:

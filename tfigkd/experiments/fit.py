@@ -148,6 +148,12 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
             best-epoch choice and the saved model use statistics that match
             the weights; None keeps Keras' moving averages.
 
+    Under ``tf.distribute`` (a model built in a strategy's scope,
+    ``tfigkd.experiments.distribute``) the state is built in that scope, the
+    data are split over the replicas and BatchNorm uses the global batch;
+    on a multi-worker cluster only the chief writes ``work_dir`` and
+    ``best_path``, the other workers a private copy.
+
     Returns:
         The state dict: ``epoch``, ``history`` (per-epoch metrics over all
         runs), ``best``, ``best_epoch`` and ``train_seconds``.
@@ -155,6 +161,23 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
     Raises:
         UserError: If ``work_dir`` holds a partial run with another recipe.
     """
+    from tfigkd.experiments import distribute
+
+    strategy = model.distribute_strategy
+    with distribute.worker_paths(strategy, work_dir, best_path) as (work_dir, best_path), \
+            strategy.scope():
+        return _fit_resumable(
+            model, train_data, val_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            work_dir=work_dir, best_path=best_path, recipe=recipe, what=what, monitor=monitor,
+            callbacks=callbacks, verbose=verbose, save_best=save_best, bn_data=bn_data,
+            tensorboard_dir=tensorboard_dir if distribute.is_chief(strategy) else None)
+
+
+def _fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_dir, best_path,
+                   recipe, what, monitor, callbacks, verbose, tensorboard_dir, save_best,
+                   bn_data):
+    from tfigkd.experiments.distribute import distributable, synced_batchnorm
+
     os.makedirs(work_dir, exist_ok=True)
     state_path = os.path.join(work_dir, "state.json")
     recipe_path = os.path.join(work_dir, "recipe.json")
@@ -200,9 +223,11 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
             cbs.insert(0, PreciseBatchNorm(bn_data))
         if tensorboard_dir:
             cbs.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
-        model.fit(train_data(state["epoch"], epochs - state["epoch"]), validation_data=val_ds,
-                  epochs=epochs, initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
-                  callbacks=cbs + list(callbacks), verbose=verbose, shuffle=False)
+        with synced_batchnorm(model):
+            model.fit(distributable(train_data(state["epoch"], epochs - state["epoch"])),
+                      validation_data=distributable(val_ds), epochs=epochs,
+                      initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
+                      callbacks=cbs + list(callbacks), verbose=verbose, shuffle=False)
     if state["best"] is None or (isinstance(state["best"], float) and math.isnan(state["best"])):
         raise RuntimeError(f"Training produced no valid {monitor}.")
     best_weights = state.get("best_weights")

@@ -12,11 +12,14 @@ import numpy as np
 from tfigkd.augment import overlay_transform
 from tfigkd.augment.mixing import chain, mix_transform
 from tfigkd.augment.controls import DERIVED, derived_settings, overlay_maps
-from tfigkd.config import config_to_dict
+from tfigkd.config import RUNTIME_KEYS, config_to_dict
 from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
 from tfigkd.distill.topk import top_k_in_effect
 from tfigkd.errors import UserError
+from tfigkd.experiments.distribute import (in_scope, inference_strategy, is_chief,
+                                           replicated, scope, strategy_for, weights_digest,
+                                           worker_lock, worker_result)
 from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, precise_bn_data,
                                        steps_per_epoch, training_data)
 from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
@@ -24,7 +27,6 @@ from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import (LOGS_DIR, METRICS_FILE, MODEL_FILE, VIEWS_DIR, WORK_DIR, student_dir,
                            teacher_path)
-from tfigkd.lock import folder_lock
 from tfigkd.models import build_model, count_macs, trainable_params
 from tfigkd.models.teacher_io import affine
 from tfigkd.modes import parse_mode
@@ -62,7 +64,8 @@ def student_recipe(cfg):
     d = config_to_dict(cfg.student)
     for key in ("modes", "seeds"):
         d.pop(key, None)
-    d["train"].pop("verbose", None)
+    for key in RUNTIME_KEYS:
+        d["train"].pop(key, None)
     return d
 
 
@@ -142,8 +145,10 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
     splits = training_split(splits, alpha > 0)
     partial = partial and alpha > 0
     keras.utils.set_random_seed(seed)
-    student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
-                          **scfg.model.kwargs)
+    with scope(tcfg):  # student, teacher, Distiller and optimiser on the replicas
+        student = build_model(scfg.model.name, splits.input_shape, splits.num_classes,
+                              **scfg.model.kwargs)
+        teacher = in_scope(teacher, tcfg)
     use_cache = cached is not None and scfg.teacher_mode == "cached" and alpha > 0
     per_view = scfg.teacher_mode == "per_view" and alpha > 0
     extras = ({"ig_map": overlay_maps(overlay_source(mode), maps, seed, cfg.controls.noise_sigma)}
@@ -163,17 +168,19 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
             raise UserError("teacher_mode per_view needs the teacher, its file and a cache folder.")
         logits, key = per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir,
                                       train_data, (t_mean, t_std), k), "view"
-    distiller = Distiller(
-        student, teacher if (alpha > 0 and logits is None) or gamma > 0 else None,
-        alpha=alpha, temperature=scfg.temperature, gamma=gamma,
-        at_layers=(resolve_pairs(student, teacher, scfg.at_layers, scfg.at_pairing)
-                   if gamma > 0 and teacher is not None else ()),
-        teacher_mean=t_mean, teacher_std=t_std, cached_logits=logits,
-        cached_index=splits.train.index if use_cache else None,
-        cached_top_k=k if logits is not None else None, cached_key=key, partial_labels=partial)
-    distiller.compile(optimizer=build_optimizer(tcfg.optimizer, tcfg.epochs,
-                                                steps_per_epoch(len(splits.train), tcfg.batch_size)),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    with scope(tcfg):
+        distiller = Distiller(
+            student, teacher if (alpha > 0 and logits is None) or gamma > 0 else None,
+            alpha=alpha, temperature=scfg.temperature, gamma=gamma,
+            at_layers=(resolve_pairs(student, teacher, scfg.at_layers, scfg.at_pairing)
+                       if gamma > 0 and teacher is not None else ()),
+            teacher_mean=t_mean, teacher_std=t_std, cached_logits=logits,
+            cached_index=splits.train.index if use_cache else None,
+            cached_top_k=k if logits is not None else None, cached_key=key,
+            partial_labels=partial)
+        distiller.compile(optimizer=build_optimizer(
+            tcfg.optimizer, tcfg.epochs, steps_per_epoch(len(splits.train), tcfg.batch_size)),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return distiller, train_data
 
 
@@ -194,8 +201,9 @@ def per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir, tr
     def forward(image):
         return teacher(teacher_input(image, teacher, *norm), training=False)
 
-    def compute():
-        rows = compute_view_logits(forward, train_data(0, epochs), epochs * n, splits.num_classes)
+    def compute():  # batches spread over this machine's replicas (train.distribute)
+        rows = compute_view_logits(replicated(forward, inference_strategy(cfg.teacher.train)),
+                                   train_data(0, epochs), epochs * n, splits.num_classes)
         return pack_top_k(rows, k, cfg.student.temperature) if k else rows
 
     return load_or_compute(os.path.join(view_dir, recipe_key(recipe)), recipe, compute,
@@ -243,7 +251,7 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
     """
     # One writer per student folder: ablation shards train different
     # students of one run folder at the same time.
-    with folder_lock(student_dir(out_dir, mode, seed)):
+    with worker_lock(student_dir(out_dir, mode, seed), strategy_for(cfg.student.train)):
         return _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verbose)
 
 
@@ -284,6 +292,8 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
         tensorboard_dir=os.path.join(out_dir, LOGS_DIR, f"{mode}-s{seed}"),
         verbose=verbose, save_best=lambda m, path: save_inference_copy(m.student, path),
         bn_data=precise_bn_data(splits, tcfg, seed))
+    if not is_chief(distiller.distribute_strategy):  # the chief writes the results
+        return worker_result(state, distiller.student)
     best = keras.models.load_model(spath)
     metrics = {
         "name": f"{scfg.model.name}-{mode}-s{seed}", "mode": mode, "seed": seed,
@@ -295,7 +305,7 @@ def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verb
         "train_seconds": state["train_seconds"], "wall_seconds_this_run": time.time() - t0,
         "keras_path": os.path.abspath(spath), "fingerprint": splits.fingerprint,
         "recipe": student_recipe(cfg), "run_recipe": recipe,
-        "history": state["history"],
+        "history": state["history"], "weights_sha256": weights_digest(best),
     }
     write_json(mpath, metrics)
     log.info("[%s seed %s] val %.4f test %.4f (%.0f s)", mode, seed, metrics["val_accuracy"],

@@ -9,8 +9,9 @@ import time
 import keras
 
 import tfigkd
-from tfigkd.config import config_to_dict
+from tfigkd.config import RUNTIME_KEYS, config_to_dict
 from tfigkd.data import load_splits
+from tfigkd.experiments import distribute
 from tfigkd.experiments.common import (classification_compile, eval_datasets,
                                        evaluate_accuracy, precise_bn_data, steps_per_epoch,
                                        training_data)
@@ -18,7 +19,6 @@ from tfigkd.experiments.fit import check_same_recipe, fit_resumable
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import LOGS_DIR, TEACHER_FILE, TEACHER_METRICS as METRICS_FILE, WORK_DIR, teacher_path
-from tfigkd.lock import folder_lock
 from tfigkd.models import (build_model, check_fits_data, count_macs, load_model_file,
                            trainable_params)
 
@@ -45,8 +45,9 @@ def train_teacher(cfg, out_dir, splits=None, verbose=None):
     t_start = time.time()
     tcfg = cfg.teacher.train
     verbose = tcfg.verbose if verbose is None else verbose
+    strategy = distribute.strategy_for(tcfg)  # before any op: multi-worker needs it first
     splits = splits or load_splits(cfg.data)
-    with folder_lock(out_dir):
+    with distribute.worker_lock(out_dir, strategy):
         return _train_teacher(cfg, out_dir, splits, verbose, t_start)
 
 
@@ -60,7 +61,8 @@ def teacher_input_shape(cfg, splits):
 def teacher_recipe(cfg, splits):
     """What a teacher depends on: its settings (not verbosity), the data and, if adopted, the file."""
     d = config_to_dict(cfg.teacher)
-    d["train"].pop("verbose", None)
+    for key in RUNTIME_KEYS:
+        d["train"].pop(key, None)
     recipe = {"fingerprint": splits.fingerprint, "teacher": d,
               "input_shape": list(splits.input_shape), "num_classes": splits.num_classes}
     if cfg.teacher.path and os.path.exists(teacher_path(cfg, None)):
@@ -85,18 +87,20 @@ def _train_teacher(cfg, out_dir, splits, verbose, t_start):
         return _adopt_teacher(cfg, out_dir, splits, metrics_path, recipe)
     keras.utils.set_random_seed(tcfg.seed)
     size = cfg.teacher.input_size
-    model = build_model(cfg.teacher.model.name, teacher_input_shape(cfg, splits),
-                        splits.num_classes, **cfg.teacher.model.kwargs)
-    val_ds, test_ds = eval_datasets(splits, tcfg, image_size=size)
     steps = steps_per_epoch(len(splits.train), tcfg.batch_size)
-    optimizer = build_optimizer(tcfg.optimizer, tcfg.epochs, steps)
-    classification_compile(model, optimizer)
+    with distribute.scope(tcfg):
+        model = build_model(cfg.teacher.model.name, teacher_input_shape(cfg, splits),
+                            splits.num_classes, **cfg.teacher.model.kwargs)
+        classification_compile(model, build_optimizer(tcfg.optimizer, tcfg.epochs, steps))
+    val_ds, test_ds = eval_datasets(splits, tcfg, image_size=size)
     state = fit_resumable(
         model, training_data(splits, tcfg, tcfg.seed, image_size=size), val_ds, epochs=tcfg.epochs,
         steps_per_epoch=steps, work_dir=os.path.join(out_dir, WORK_DIR, "teacher"),
         best_path=model_path, recipe=recipe, what="teacher",
         tensorboard_dir=os.path.join(out_dir, LOGS_DIR, "teacher"), verbose=verbose,
         bn_data=precise_bn_data(splits, tcfg, tcfg.seed, image_size=size))
+    if not distribute.is_chief(model.distribute_strategy):
+        return distribute.worker_result(state, model)  # the chief writes the results
 
     best = keras.models.load_model(model_path)
     test_acc = evaluate_accuracy(best, test_ds)
@@ -120,6 +124,7 @@ def _train_teacher(cfg, out_dir, splits, verbose, t_start):
         "class_names": splits.class_names,
         "fingerprint": splits.fingerprint,
         "history": state["history"],
+        "weights_sha256": distribute.weights_digest(best),
         "recipe": recipe,
         "config": config_to_dict(cfg),
         "tfigkd_version": tfigkd.__version__,

@@ -37,7 +37,7 @@ import time
 
 import yaml
 
-from tfigkd.config import config_diff, config_from_dict, config_to_dict
+from tfigkd.config import RUNTIME_KEYS, config_diff, config_from_dict, config_to_dict
 from tfigkd.data import load_splits
 from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, file_sha256, write_json
@@ -176,7 +176,8 @@ def study_signature(cfg, params):
     base = config_to_dict(cfg)
     t = base.pop("tune")
     for section in ("teacher", "student"):
-        base[section]["train"].pop("verbose", None)
+        for key in RUNTIME_KEYS:
+            base[section]["train"].pop(key, None)
     for key in ("modes", "seeds"):
         base["student"].pop(key, None)
     for p in params:  # searched values vary between trials
