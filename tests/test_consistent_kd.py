@@ -174,3 +174,12 @@ def test_mixing_with_clean_cached_logits_is_refused(setup):
     with pytest.raises(Exception, match="per_view"):
         build_distillation(_with(cfg, teacher_mode="cached", mix="mixup"), splits, "kd", 0,
                            teacher=teacher, cached=np.zeros((len(splits.train), 3), np.float32))
+
+
+def test_a_teacher_trains_on_the_labelled_images_only(toy_npz, tmp_path):
+    from tfigkd.experiments.teacher import train_teacher
+
+    cfg = config_from_dict(tiny_run_config(toy_npz, **{"data.labeled_subset": 30,
+                                                       "teacher.train.epochs": 1}))
+    metrics = train_teacher(cfg, str(tmp_path))  # label -1 would fail the cross-entropy
+    assert metrics["fingerprint"] == load_splits(cfg.data).fingerprint

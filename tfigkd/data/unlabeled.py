@@ -36,6 +36,20 @@ def labeled_mask(labels):
     return np.asarray(labels) >= 0
 
 
+def labeled_only(splits):
+    """``splits`` with the unlabelled images dropped from its training split (itself if none).
+
+    For what learns from labels alone: a teacher trained from scratch, a
+    student without a teacher term.
+    """
+    mask = labeled_mask(splits.train.y)
+    if mask.all():
+        return splits
+    import dataclasses
+
+    return dataclasses.replace(splits, train=splits.train.take(np.flatnonzero(mask)))
+
+
 def read_unlabeled(path, shape, resize="stretch"):
     """Unlabelled images as uint8 ``(N, *shape)``.
 

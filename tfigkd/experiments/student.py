@@ -7,7 +7,6 @@ import os
 import time
 
 import keras
-import numpy as np
 
 from tfigkd.augment import overlay_transform
 from tfigkd.augment.mixing import chain, mix_transform
@@ -104,14 +103,9 @@ def view_recipe(cfg, splits, mode, seed, teacher_sha256):
 def training_split(splits, uses_kd):
     """The split a mode trains on: without a teacher term, unlabelled images teach
     nothing, so a plain student trains on the labelled images only."""
-    from tfigkd.data.unlabeled import labeled_mask
+    from tfigkd.data.unlabeled import labeled_only
 
-    mask = labeled_mask(splits.train.y)
-    if uses_kd or mask.all():
-        return splits
-    import dataclasses
-
-    return dataclasses.replace(splits, train=splits.train.take(np.flatnonzero(mask)))
+    return splits if uses_kd else labeled_only(splits)
 
 
 def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=None,

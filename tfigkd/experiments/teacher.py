@@ -71,10 +71,15 @@ def teacher_recipe(cfg, splits):
 
 
 def _train_teacher(cfg, out_dir, splits, verbose, t_start):
+    from tfigkd.data.unlabeled import labeled_only
+
+    # A teacher learns from labels: unlabelled training images (data.unlabeled) are
+    # for the students' KD term only. The recipe keeps the full split's fingerprint.
+    recipe_splits, splits = splits, labeled_only(splits)
     tcfg = cfg.teacher.train
     metrics_path = os.path.join(out_dir, METRICS_FILE)
     model_path = os.path.join(out_dir, TEACHER_FILE)
-    recipe = teacher_recipe(cfg, splits)
+    recipe = teacher_recipe(cfg, recipe_splits)
     if os.path.exists(metrics_path) and (cfg.teacher.path or os.path.exists(model_path)):
         done = read_json(metrics_path)
         check_same_recipe(done.get("recipe", _legacy_recipe(done)), recipe, out_dir,
