@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job, end to end on real Fashion-MNIST (configs/main.yaml): a
-# ResNet-8 teacher, its IG maps, a compact DS-CNN student in four modes x
-# three paired seeds with statistics, int8 exports for phone (MediaPipe-ready)
-# and microcontroller (TFLite Micro) with latency against the teacher;
-# summary.json and report.md. Extra arguments go to `tfigkd run`.
+# The main job, end to end on real Fashion-MNIST (configs/main.yaml): the
+# shipped ResNet-8x2 teacher (teachers/), its IG maps, a compact DS-CNN student
+# in three modes (student, consistent kd, kd_ig) x three paired seeds with
+# statistics, int8 exports for phone (MediaPipe-ready) and microcontroller
+# (TFLite Micro) with latency against the teacher; summary.json, report.md and
+# report.html. Extra arguments go to `tfigkd run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
