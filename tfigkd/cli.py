@@ -214,7 +214,7 @@ def cmd_bench(args):
 def cmd_compress(args):
     from tfigkd.compress.finetune import compress_student
     from tfigkd.data import load_splits
-    from tfigkd.export.exporter import model_input_norm
+    from tfigkd.export.inputs import model_input_norm
 
     cfg = _load(args)
     compress_student(
@@ -257,7 +257,7 @@ def cmd_students(args):
     if len(rows) == 1:
         print("No design passes the filters; relax --max-macs / --max-latency-ms or the target.")
     if args.out:
-        from tfigkd.experiments.common import machine_info
+        from tfigkd.bench.machine import machine_info
 
         write_json(os.path.join(args.out, "students.json"),
                    {"input_shape": list(shape), "classes": args.classes, "target": args.target,

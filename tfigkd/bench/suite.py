@@ -9,6 +9,7 @@ import time
 import tfigkd
 from tfigkd.bench.latency import (benchmark_tflite, compare_with_litert_benchmark,
                                   litert_benchmark, plot_latency, speedups)
+from tfigkd.bench.machine import machine_info
 from tfigkd.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,9 @@ log = logging.getLogger(__name__)
 def _convert_all(entries, quants, splits, out_dir, calibration_images, check_images, verbose,
                  cfg=None):
     from tfigkd.data import normalize
-    from tfigkd.export.exporter import (check_subset, litert_check, model_input_norm,
-                                        model_pixels, model_size, representative_images)
+    from tfigkd.export.checks import litert_check
+    from tfigkd.export.inputs import model_input_norm, model_pixels, model_size
+    from tfigkd.export.sampling import check_subset, representative_images
     from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.io import file_sha256
     from tfigkd.models import count_macs, load_model_file
@@ -79,8 +81,6 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
     Returns:
         The dict written to ``bench.json``.
     """
-    from tfigkd.experiments.common import machine_info
-
     os.makedirs(out_dir, exist_ok=True)
     models = _convert_all(entries, quants, splits, out_dir, calibration_images, check_images,
                           verbose, cfg)

@@ -76,10 +76,9 @@ class _Surplus(Exception):
 
 def _raw_config(config, overrides):
     """(validated config, plain dict of the input) of a path, dict or ``ExperimentConfig``."""
-    from tfigkd.api import load_config
-    from tfigkd.config import ExperimentConfig, apply_overrides
+    from tfigkd.config import ExperimentConfig, apply_overrides, as_config
 
-    cfg = load_config(config, overrides)
+    cfg = as_config(config, overrides)
     if isinstance(config, ExperimentConfig):
         raw = config_to_dict(cfg)
     elif isinstance(config, dict):
