@@ -151,3 +151,28 @@ def test_a_planted_upward_import_is_caught(tmp_path, importer, imported):
         f.write(f"\n\ndef _planted():\n    import {imported}\n")
     assert layer_violations(import_graph(str(copy))) == [
         f"{importer[:-3].replace('/', '.')} -> {imported}"]
+
+
+MAX_LINES = 400
+# Modules still waiting for their split, each held to the size it has now (so it can only
+# shrink): cli.py (one function per subcommand, edited by every new command) and
+# attribution/store.py (the IG store, being changed for the recorded IG settings).
+OVER_LIMIT = {"tfigkd/cli.py": 470, "tfigkd/attribution/store.py": 417}
+
+
+def module_lines(root=ROOT):
+    """{path relative to the repository: line count} of every library module."""
+    out = {}
+    for name, path in library_modules(root).items():
+        with open(path, encoding="utf-8") as f:
+            out[os.path.relpath(path, os.path.dirname(root)).replace(os.sep, "/")] = \
+                sum(1 for _ in f)
+    return out
+
+
+def test_library_modules_stay_small():
+    sizes = module_lines()
+    assert "tfigkd/experiments/tune.py" in sizes
+    too_big = {p: n for p, n in sizes.items() if n > OVER_LIMIT.get(p, MAX_LINES)}
+    assert not too_big, (f"modules over {MAX_LINES} lines (split them along their jobs): "
+                         f"{too_big}")

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tfigkd.errors import UserError
-# ConfigError, apply_overrides: importable from here, as before the parser moved.
-from tfigkd.schema import ConfigError, apply_overrides, from_dict, read_yaml_mapping  # noqa: F401
+# ConfigError, apply_overrides, config_diff: importable from here, as before they moved.
+from tfigkd.schema import (ConfigError, apply_overrides, config_diff, from_dict,  # noqa: F401
+                           read_yaml_mapping)
 from tfigkd.tuning.space import check_space
 
 
@@ -395,19 +396,3 @@ def as_config(config, overrides=None) -> ExperimentConfig:
 def config_to_dict(cfg: Any) -> dict:
     """The config as plain data (for JSON summaries and reproducibility)."""
     return dataclasses.asdict(cfg)
-
-
-def config_diff(old, new, prefix):
-    """A short "key: old -> new" list of differing settings ('' if none or unknown)."""
-    if old is None:
-        return ""  # written by an older tfigkd: nothing to compare
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            sub = config_diff(a, b, f"{prefix}.{k}")
-            if sub:
-                out.append(sub)
-        elif a != b:
-            out.append(f"{prefix}.{k}: {a!r} -> {b!r}")
-    return ", ".join(out)
