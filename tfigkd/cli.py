@@ -8,7 +8,9 @@ import os
 import sys
 
 from tfigkd.errors import UserError
-from tfigkd.layout import ABLATION_MD, SWEEP_MD
+from tfigkd.export.targets import QUANTS, TARGETS
+from tfigkd.layout import ABLATION_MD, STUDENTS_JSON, STUDENTS_MD, SWEEP_MD
+from tfigkd.models.teacher_io import NORMS
 
 
 def _quiet_tf(verbose):
@@ -259,10 +261,10 @@ def cmd_students(args):
     if args.out:
         from tfigkd.bench.machine import machine_info
 
-        write_json(os.path.join(args.out, "students.json"),
+        write_json(os.path.join(args.out, STUDENTS_JSON),
                    {"input_shape": list(shape), "classes": args.classes, "target": args.target,
                     "rows": rows, "machine": machine_info()})
-        with open(os.path.join(args.out, "students.md"), "w") as f:
+        with open(os.path.join(args.out, STUDENTS_MD), "w") as f:
             f.write(table + "\n")
 
 
@@ -354,13 +356,13 @@ def build_parser():
     p = sub.add_parser("export", help="convert a .keras model to a checked .tflite for a target")
     _add_config(p)
     p.add_argument("--model", required=True, help="the .keras model (teacher or student)")
-    p.add_argument("--target", choices=("phone", "coral", "mcu"), default="phone",
+    p.add_argument("--target", choices=TARGETS, default="phone",
                    help="deployment target; its limits are in tflite/<target>.yaml")
-    p.add_argument("--quant", choices=("fp32", "fp16", "dynamic", "int8"),
+    p.add_argument("--quant", choices=QUANTS,
                    help="quantisation (default: the target's default)")
     p.add_argument("--profile", help="a custom target profile .yaml (overrides --target)")
     p.add_argument("--out", help="output folder (default: export/ beside the model)")
-    p.add_argument("--input-norm", choices=("unit", "dataset", "raw", "minus_one_one", "imagenet"),
+    p.add_argument("--input-norm", choices=NORMS,
                    help="override the model's input normalisation (normally read from its metrics)")
     p.add_argument("--check-images", type=int, help="test images for the LiteRT check (default all)")
     p.add_argument("--micro-images", type=int, default=300,
@@ -381,8 +383,7 @@ def build_parser():
     _add_config(p)
     p.add_argument("--teacher", help="the teacher .keras (speed-ups are relative to it)")
     p.add_argument("--student", action="append", help="a student .keras (repeatable)")
-    p.add_argument("--quants", nargs="+", default=["fp32", "fp16", "dynamic", "int8"],
-                   choices=("fp32", "fp16", "dynamic", "int8"))
+    p.add_argument("--quants", nargs="+", default=list(QUANTS), choices=QUANTS)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 0],
                    help="interpreter threads; 0 = all cores")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tfigkd.errors import UserError
+from tfigkd.export.targets import TARGETS
+from tfigkd.models.teacher_io import NORMS
 # ConfigError, apply_overrides, config_diff: importable from here, as before they moved.
 from tfigkd.schema import (ConfigError, apply_overrides, config_diff, from_dict,  # noqa: F401
                            read_yaml_mapping)
@@ -104,8 +106,7 @@ class TrainConfig:
     # "dataset": (x/255 - mean) / std, as the teacher; "unit": x/255, as students;
     # a teacher trained elsewhere: "raw" (0-255, Keras Applications with built-in
     # preprocessing), "minus_one_one" (x/127.5 - 1), "imagenet" (ImageNet mean/std).
-    input_norm: str = field(default="dataset", metadata=_choices(
-        "dataset", "unit", "raw", "minus_one_one", "imagenet"))
+    input_norm: str = field(default="dataset", metadata=_choices(*NORMS))
     seed: int = 0
     verbose: int = field(default=1, metadata=_range(0, 2))
     # BatchNorm statistics re-estimated on this many training images before each
@@ -321,8 +322,8 @@ def _check_paths(cfg: ExperimentConfig, errors):
         except UserError as e:
             errors.append(f"student.modes: {e}")
     for t in cfg.export.targets:
-        if t not in ("phone", "mcu", "coral"):
-            errors.append(f"export.targets: {t!r} is not a target; use phone, mcu or coral.")
+        if t not in TARGETS:
+            errors.append(f"export.targets: {t!r} is not a target; use {', '.join(TARGETS)}.")
     if cfg.teacher.path and not os.path.exists(os.path.expanduser(cfg.teacher.path)):
         errors.append(f"teacher.path: {cfg.teacher.path!r} does not exist; "
                       "remove it to train a teacher, or point it to a .keras file.")

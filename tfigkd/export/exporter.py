@@ -44,6 +44,7 @@ from tfigkd.export.sampling import (CHECK_BLOCK_BYTES, MEDIAPIPE_STREAMED_IMAGES
 from tfigkd.export.targets import check_static, load_profile, resolve_quant
 from tfigkd.export.tflite import convert, save_tflite, tflite_predict
 from tfigkd.io import file_sha256, write_json
+from tfigkd.layout import LABELS_FILE
 from tfigkd.models import check_fits_data, load_model_file
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def export_model(model_path, target, splits, quant=None, out_dir=None, input_nor
         checks["edgetpu_compiler"] = compile_edgetpu(tflite_path, out_dir)
         if not checks["edgetpu_compiler"]["ran"]:
             warnings.append(checks["edgetpu_compiler"]["message"])
-    labels = os.path.join(out_dir, "labels.txt")
+    labels = os.path.join(out_dir, LABELS_FILE)
     with open(labels, "w") as f:
         f.write("\n".join(splits.class_names) + "\n")
     from tfigkd.export.mediapipe_check import mediapipe_check

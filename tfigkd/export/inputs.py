@@ -15,6 +15,7 @@ import numpy as np
 
 from tfigkd.errors import UserError
 from tfigkd.io import read_json
+from tfigkd.layout import METRICS_FILE, TEACHER_FILE, TEACHER_METRICS
 from tfigkd.models.teacher_io import resize_images, teacher_size
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,10 @@ def model_input_norm(model_path, cfg=None, override=None):
     if override:
         return override
     folder = os.path.dirname(os.path.abspath(model_path))
-    for name in ("metrics.json", "teacher_metrics.json"):
+    for name in (METRICS_FILE, TEACHER_METRICS):
         meta = os.path.join(folder, name)
-        if os.path.exists(meta) and (name == "metrics.json" or
-                                     os.path.basename(model_path) == "teacher.keras"):
+        if os.path.exists(meta) and (name == METRICS_FILE or
+                                     os.path.basename(model_path) == TEACHER_FILE):
             norm = read_json(meta).get("input_norm")
             if norm:
                 return norm
@@ -42,7 +43,7 @@ def model_input_norm(model_path, cfg=None, override=None):
                         "--input-norm (e.g. unit or dataset) or --config.")
     adopted = cfg.teacher.path and os.path.abspath(os.path.expanduser(cfg.teacher.path)) == \
         os.path.abspath(model_path)
-    if os.path.basename(model_path) == "teacher.keras" or adopted:
+    if os.path.basename(model_path) == TEACHER_FILE or adopted:
         return cfg.teacher.train.input_norm
     return cfg.student.train.input_norm
 

@@ -9,7 +9,8 @@ import os
 import yaml
 
 from tfigkd.io import atomic_path, write_json
-from tfigkd.layout import BEST_YAML, PARETO_DIR, TRIALS_CSV, TUNE_JSON, TUNE_MD
+from tfigkd.layout import (BEST_YAML, PARETO_DIR, TRIALS_CSV, TUNE_HISTORY_PNG, TUNE_IMPORTANCES_PNG,
+                           TUNE_JSON, TUNE_MD, TUNE_PARETO_PNG, TUNE_SLICE_PNG)
 from tfigkd.tuning.space import apply_params
 from tfigkd.tuning.study import done_trials, best_trials
 
@@ -125,12 +126,12 @@ def _plots(study, out_dir, objectives):
         return []
     target = {"target": lambda tr: tr.values[0], "target_name": "val_accuracy"} \
         if len(objectives) > 1 else {"target_name": "val_accuracy"}
-    kinds = [("tune_history.png", ovm.plot_optimization_history, target),
-             ("tune_importances.png", ovm.plot_param_importances,
+    kinds = [(TUNE_HISTORY_PNG, ovm.plot_optimization_history, target),
+             (TUNE_IMPORTANCES_PNG, ovm.plot_param_importances,
               {**_importance_args(), "target_name": "-val_accuracy"}),
-             ("tune_slice.png", ovm.plot_slice, target)]
+             (TUNE_SLICE_PNG, ovm.plot_slice, target)]
     if len(objectives) > 1:
-        kinds.append(("tune_pareto.png", ovm.plot_pareto_front,
+        kinds.append((TUNE_PARETO_PNG, ovm.plot_pareto_front,
                       {"target_names": list(objectives)}))
     done = []
     for fname, fn, kwargs in kinds:
