@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import tiny_run_config, write_config
+from tfigkd.testing import tiny_run_config, write_config
 from tfigkd.cli import main
 from tfigkd.config import config_from_dict
 from tfigkd.data import load_splits

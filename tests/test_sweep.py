@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import tiny_run_config, write_config
+from tfigkd.testing import tiny_run_config, write_config
 from tfigkd.ablation.pareto import pareto_front
 from tfigkd.cli import main
 from tfigkd.config import config_from_dict
