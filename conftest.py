@@ -11,7 +11,51 @@ if "TFIGKD_CACHE_DIR" not in os.environ:
     os.environ["TFIGKD_CACHE_DIR"] = tempfile.mkdtemp(prefix="tfigkd-test-cache-")
     atexit.register(shutil.rmtree, os.environ["TFIGKD_CACHE_DIR"], True)
 
+import shutil  # noqa: E402
+
 import pytest  # noqa: E402
+
+# The fixture layer of every test: the module tests beside the modules (tfigkd/**/*_test.py)
+# and the cross-module ones (tests/) see these. Each is built once per test run; the
+# session ones are read-only, and a test that writes takes a copy (``run_copy``).
+
+
+@pytest.fixture(scope="session")
+def toy_npz(tmp_path_factory):
+    """A synthetic 12x12x1, 3-class ``numpy`` data source (160 train, 60 test images)."""
+    from tfigkd.testing import write_npz
+
+    return write_npz(str(tmp_path_factory.mktemp("data") / "toy.npz"), n_train=160, n_test=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_yaml(toy_npz, tmp_path_factory):
+    """``tiny_run_config(toy_npz)`` written as a YAML file."""
+    from tfigkd.testing import tiny_run_config, write_config
+
+    return write_config(tmp_path_factory.mktemp("cfg") / "tiny.yaml", tiny_run_config(toy_npz))
+
+
+@pytest.fixture(scope="session")
+def ig_run(tiny_yaml, tmp_path_factory):
+    """A run folder with a trained teacher and a finished 3-shard IG store (read-only: copy it)."""
+    from tfigkd.config import load_config
+    from tfigkd.experiments.attribution import precompute_ig
+    from tfigkd.experiments.teacher import train_teacher
+
+    out = str(tmp_path_factory.mktemp("ig_run") / "run")
+    cfg = load_config(tiny_yaml)
+    train_teacher(cfg, out)
+    precompute_ig(cfg, out, progress=False)
+    return out
+
+
+@pytest.fixture
+def run_copy(ig_run, tmp_path):
+    """A private copy of ``ig_run`` that a test may damage."""
+    dst = str(tmp_path / "run")
+    shutil.copytree(ig_run, dst)
+    return dst
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,7 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfigkd.config import config_from_dict
     from tfigkd.data import load_splits
-    from tfigkd.experiments.common import machine_info
+    from tfigkd.bench.machine import machine_info
 
     work = args.workdir or tempfile.mkdtemp(prefix="tfigkd-bench-data-")
     folder = os.path.join(work, "images")

@@ -45,7 +45,7 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from tfigkd.attribution.integrated_gradients import (NESTED, IntegratedGradients,  # noqa: E402
                                                      ig_map, make_baseline)
-from tfigkd.experiments.common import machine_info  # noqa: E402
+from tfigkd.bench.machine import machine_info  # noqa: E402
 
 
 def rel_errors(attr, delta):

@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from common import rate_stats, time_repeats, write_result  # noqa: E402
 
 from tfigkd.attribution import METHODS, IntegratedGradients  # noqa: E402
-from tfigkd.experiments.common import machine_info  # noqa: E402
+from tfigkd.bench.machine import machine_info  # noqa: E402
 from tfigkd.models import mobilenet_v2_cifar  # noqa: E402
 
 

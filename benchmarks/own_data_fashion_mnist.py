@@ -73,7 +73,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import keras_applications_teacher as example
 
-    from tfigkd.experiments.common import machine_info
+    from tfigkd.bench.machine import machine_info
 
     folder = os.path.join(args.out, "images")
     if not os.path.isdir(folder):

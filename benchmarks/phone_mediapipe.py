@@ -125,7 +125,7 @@ def main(argv=None):
         print(f"{k:14} LiteRT {r['litert_latency']['median_ms']:.3f} ms"
               + (f", MediaPipe classify {r['mediapipe_latency']['median_ms']:.3f} ms"
                  if "mediapipe_latency" in r else ""))
-    from tfigkd.experiments.common import machine_info
+    from tfigkd.bench.machine import machine_info
 
     write_result(args.out, {
         "command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),

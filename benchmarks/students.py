@@ -41,7 +41,7 @@ from tfigkd.bench.latency import benchmark_tflite  # noqa: E402
 from tfigkd.config import load_config  # noqa: E402
 from tfigkd.data import load_splits  # noqa: E402
 from tfigkd.distill.logit_cache import student_logit_cache  # noqa: E402
-from tfigkd.experiments.common import machine_info  # noqa: E402
+from tfigkd.bench.machine import machine_info  # noqa: E402
 from tfigkd.experiments.student import train_student  # noqa: E402
 from tfigkd.export.exporter import export_model  # noqa: E402
 from tfigkd.models import PRESETS, count_macs, load_model_file, trainable_params  # noqa: E402

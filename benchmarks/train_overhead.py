@@ -40,7 +40,7 @@ from common import stand_ins, write_result  # noqa: E402
 
 from tfigkd.config import load_config  # noqa: E402
 from tfigkd.data import load_splits  # noqa: E402
-from tfigkd.experiments.common import machine_info  # noqa: E402
+from tfigkd.bench.machine import machine_info  # noqa: E402
 from tfigkd.experiments.student import build_distillation  # noqa: E402
 
 # variant -> (mode, teacher_mode): the same builder as training (build_distillation).

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import tiny_run_config, write_config
+from tfigkd.testing import tiny_run_config, write_config
 from tfigkd.cli import main
 from tfigkd.config import config_from_dict
 from tfigkd.data import load_splits
@@ -33,13 +33,18 @@ def test_monte_carlo_subsets_are_seeded_stratified_and_distinct(toy_npz):
 
 
 @pytest.fixture(scope="module")
-def ablated(toy_npz, tmp_path_factory):
+def ablated(toy_npz, ig_run, tmp_path_factory):
+    import shutil
+
     d = tiny_run_config(toy_npz)
     d["ablation"] = {"agreement_images": 12, "bootstrap_resamples": 500}
     d["student"]["teacher_mode"] = "cached"
     d["student"]["alpha"] = 0.5
+    d["student"]["train"]["epochs"] = 1  # what is checked is the bookkeeping, not accuracy
     cfg = config_from_dict(d)
     out = str(tmp_path_factory.mktemp("ablate") / "ab")
+    # The shared run's teacher and IG store have this config's recipe: ablate reuses them.
+    shutil.copytree(ig_run, out)
     modes = ["student", "kd", "kd_ig", "kd_shuffled"]
     first = ablate(cfg, out, seeds=[0, 1], modes=modes, shard=(0, 2))
     second = ablate(cfg, out, seeds=[0, 1], modes=modes, shard=(1, 2))

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, tiny_run_config
+from tfigkd.testing import ROOT, tiny_run_config
 
 
 def test_import_is_light_and_names_resolve():

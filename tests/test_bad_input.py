@@ -16,7 +16,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from helpers import tiny_run_config, write_config
+from tfigkd.testing import tiny_run_config, write_config
 from tfigkd.cli import main
 from tfigkd.data.idx import write_idx
 from tfigkd.testing import synthetic_images
@@ -487,7 +487,7 @@ def test_finished_teacher_with_other_data(run_copy, tiny_yaml, capsys):
 
 def test_fresh_process_prints_only_the_error_line(tmp_path):
     """In a real shell: exit 2 and nothing on stderr but the error (no TensorFlow chatter)."""
-    from helpers import tfigkd_subprocess
+    from tfigkd.testing import tfigkd_subprocess
 
     bad = _cfg(tmp_path, "name: x\ndata: {source: numpy, path: /nonexistent.npz}\n")
     result = tfigkd_subprocess("check-config", "--config", bad)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import tiny_run_config
+from tfigkd.testing import tiny_run_config
 from tfigkd.augment.mixing import mix_batch
 from tfigkd.config import config_from_dict
 from tfigkd.data import load_splits

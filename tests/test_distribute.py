@@ -23,7 +23,7 @@ import socket
 import numpy as np
 import pytest
 
-from helpers import tfigkd_subprocess, tiny_run_config, write_config
+from tfigkd.testing import tfigkd_subprocess, tiny_run_config, write_config
 from tfigkd.testing import checkpoint_arrays
 
 LOSS_ATOL = 5e-3

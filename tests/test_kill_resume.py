@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ROOT, tfigkd_subprocess
+from tfigkd.testing import ROOT, tfigkd_subprocess
 from tfigkd.cli import main
 from tfigkd.testing import checkpoint_arrays
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from helpers import tiny_run_config
+from tfigkd.testing import tiny_run_config
 from tfigkd.config import config_from_dict
 from tfigkd.data import load_splits
 from tfigkd.experiments.common import steps_per_epoch

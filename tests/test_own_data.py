@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import tiny_run_config, write_config
+from tfigkd.testing import tiny_run_config, write_config
 from tfigkd.cli import main
 
 
@@ -127,7 +127,7 @@ def test_keras_applications_teacher_example(tmp_path):
     """docs/own_data.md's example, tiny: MobileNetV2 (weights=None) fine-tuned, then distilled."""
     import importlib.util
 
-    from helpers import ROOT
+    from tfigkd.testing import ROOT
 
     spec = importlib.util.spec_from_file_location(
         "example", os.path.join(ROOT, "examples", "keras_applications_teacher.py"))

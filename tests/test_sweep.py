@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import tiny_run_config, write_config
+from tfigkd.testing import tiny_run_config, write_config
 from tfigkd.ablation.pareto import pareto_front
 from tfigkd.cli import main
 from tfigkd.config import config_from_dict
@@ -31,15 +31,20 @@ def test_students_of_the_sweep_section():
         sweep_students(config_from_dict({"sweep": {"designs": ["nope"]}}).sweep)
 
 
-def test_sweep_end_to_end(toy_npz, tmp_path, capsys):
+def test_sweep_end_to_end(toy_npz, ig_run, tmp_path, capsys):
+    import shutil
+
     d = tiny_run_config(toy_npz)
     d["student"].update(teacher_mode="cached", alpha=0.5)
     d["ablation"] = {"agreement_images": 0, "bootstrap_resamples": 200}
     d["student"]["train"]["epochs"] = 1
-    d["teacher"]["train"]["epochs"] = 2
     d["sweep"] = {"truncation_depths": [16, 15], "latency_runs": 20}
     cfg = config_from_dict(d)
     out = str(tmp_path / "sw")
+    # The shared run's teacher has this config's recipe: the sweep reuses it.
+    os.makedirs(out)
+    for name in ("teacher.keras", "teacher_metrics.json"):
+        shutil.copy(os.path.join(ig_run, name), out)
     report = sweep(cfg, out, seeds=[0], modes=["kd"])
     # One teacher and one logit cache for all students; each student its own ablation.
     assert os.path.exists(os.path.join(out, "teacher.keras"))

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 
-from helpers import ROOT, tfigkd_subprocess, tiny_run_config, write_config
+from tfigkd.testing import ROOT, tfigkd_subprocess, tiny_run_config, write_config
 from tfigkd.cli import main
 from tfigkd.config import load_config
 from tfigkd.experiments import tune as tune_mod

@@ -8,21 +8,17 @@ found are reported together.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import difflib
-import os
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import yaml
-
-from tfigkd.errors import UserError
-
-
-class ConfigError(UserError):
-    """A configuration file is invalid. The message lists every problem."""
+from tfigkd.models.teacher_io import NORMS
+# ConfigError, apply_overrides, config_diff: importable from here, as before they moved.
+from tfigkd.schema import (ConfigError, apply_overrides, config_diff, from_dict,  # noqa: F401
+                           read_yaml_mapping)
+from tfigkd.config_checks import check_paths
+from tfigkd.tuning.space import check_space
 
 
 def _choices(*values, doc=""):
@@ -114,8 +110,7 @@ class TrainConfig:
     # "dataset": (x/255 - mean) / std, as the teacher; "unit": x/255, as students;
     # a teacher trained elsewhere: "raw" (0-255, Keras Applications with built-in
     # preprocessing), "minus_one_one" (x/127.5 - 1), "imagenet" (ImageNet mean/std).
-    input_norm: str = field(default="dataset", metadata=_choices(
-        "dataset", "unit", "raw", "minus_one_one", "imagenet"))
+    input_norm: str = field(default="dataset", metadata=_choices(*NORMS))
     seed: int = 0
     verbose: int = field(default=1, metadata=_range(0, 2))
     # BatchNorm statistics re-estimated on this many training images before each
@@ -295,152 +290,6 @@ class ExperimentConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-# ---------------------------------------------------------------- validation
-
-def _type_name(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true/false",
-            str: "a string", dict: "a mapping"}.get(tp, str(tp))
-
-
-def _convert(value, tp, where, errors, meta=None, base=None):
-    """Checks ``value`` against type ``tp``; returns the converted value.
-
-    ``base``: for a section, the default it refines (keys not given keep it).
-    """
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(value, args[0], where, errors, meta, base)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            errors.append(f"{where}: expected a mapping (a YAML section), got "
-                          f"{value!r} ({type(value).__name__}).")
-            return tp()
-        return _from_dict(tp, value, where, errors, base)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            errors.append(f"{where}: expected {_type_name(tp)}, got {value!r}.")
-            return value
-        return [_convert(v, typing.get_args(tp)[0], f"{where}[{i}]", errors)
-                for i, v in enumerate(value)]
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-        dict: isinstance(value, dict),
-    }.get(tp, True)
-    if not ok:
-        hint = ""
-        if tp in (int, float) and isinstance(value, str):
-            hint = " Write the number without quotes (YAML reads 1e-3 as a string: write 1.0e-3)."
-        errors.append(f"{where}: expected {_type_name(tp)}, got {value!r} "
-                      f"({type(value).__name__}).{hint}")
-        return value
-    if tp is float:
-        value = float(value)
-    meta = meta or {}
-    if "choices" in meta and value not in meta["choices"]:
-        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
-        errors.append(f"{where}: {value!r} is not one of "
-                      f"{', '.join(map(repr, meta['choices']))}."
-                      + (f" Did you mean {close[0]!r}?" if close else ""))
-    if "range" in meta:
-        lo, hi = meta["range"]
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            errors.append(f"{where}: {value!r} is out of range "
-                          f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}].")
-    return value
-
-
-def _from_dict(cls, data, where, errors, base=None):
-    # A section refines its parent's default, not the section type's: e.g. a
-    # student.train that sets only epochs keeps the student's Adam recipe and
-    # [0, 1] inputs instead of falling back to TrainConfig's teacher defaults.
-    base = base if base is not None else cls()
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            errors.append(
-                f"{path}: unknown key." + (f" Did you mean {close[0]!r}?" if close else "")
-                + f" Allowed keys here: {', '.join(fields)}.")
-            continue
-        kwargs[key] = _convert(value, hints[key], path, errors, fields[key].metadata,
-                               base=getattr(base, key))
-    return dataclasses.replace(base, **kwargs)
-
-
-def _check_paths(cfg: ExperimentConfig, errors):
-    d = cfg.data
-    needs_path = {"cifar10_archive": "the official cifar-10-binary.tar.gz (or "
-                  "cifar-10-python.tar.gz, or its extracted folder)",
-                  "image_folder": "a folder with one sub-folder per class",
-                  "numpy": "an .npz file with x_train, y_train, x_test, y_test"}
-    if d.source in needs_path and not d.path:
-        errors.append(f"data.path: required for source {d.source!r}; set it to "
-                      f"{needs_path[d.source]}.")
-    elif d.path and not os.path.exists(os.path.expanduser(d.path)):
-        fix = ("install Debian's package dataset-fashion-mnist "
-               "(apt-get install dataset-fashion-mnist), set data.path: null to "
-               "search the usual places, or set data.download: true"
-               if d.source == "fashion_mnist" else f"point it to {needs_path.get(d.source, 'the data')}")
-        errors.append(f"data.path: {d.path!r} does not exist; {fix}.")
-    if d.source == "cifar10_tfds" and d.data_dir and not d.download \
-            and not os.path.isdir(os.path.expanduser(d.data_dir)):
-        errors.append(f"data.data_dir: {d.data_dir!r} does not exist and "
-                      "data.download is false; set download: true or fix the path.")
-    if (d.mean is None) != (d.std is None):
-        errors.append("data.mean / data.std: give both or neither.")
-    if d.source == "tfds" and not d.name:
-        errors.append("data.name: required for source 'tfds'; set it to a tensorflow-datasets "
-                      "name, e.g. cifar10 or imagenette/160px.")
-    if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
-        errors.append(f"data.image_size: {d.image_size!r} must be [height, width] in pixels, "
-                      "e.g. [32, 32].")
-    if d.unlabeled and not os.path.exists(os.path.expanduser(d.unlabeled)):
-        errors.append(f"data.unlabeled: {d.unlabeled!r} does not exist; point it to an .npz "
-                      "with an array 'x' (uint8 NHWC) or to a folder of images.")
-    size = cfg.teacher.input_size
-    if size is not None and (len(size) != 2 or min(size) < 1):
-        errors.append(f"teacher.input_size: {size!r} must be [height, width] in pixels, "
-                      "e.g. [96, 96].")
-    from tfigkd.modes import parse_mode
-
-    for m in cfg.student.modes:
-        try:
-            parse_mode(m)
-        except UserError as e:
-            errors.append(f"student.modes: {e}")
-    if cfg.ig.adaptive and cfg.ig.method == "nested_trapezoid":
-        from tfigkd.attribution.nested_ig import nested_steps_problem
-
-        problem = nested_steps_problem(min(cfg.ig.start_steps, cfg.ig.n_steps), cfg.ig.n_steps)
-        if problem:
-            errors.append(f"ig.start_steps / ig.n_steps: {problem}")
-    for t in cfg.export.targets:
-        profile = t.endswith((".yaml", ".yml")) and os.path.isfile(os.path.expanduser(t))
-        if t not in ("phone", "mcu", "coral") and not profile:
-            errors.append(f"export.targets: {t!r} is not a target; use phone, mcu, coral or "
-                          "the path of a target profile .yaml that exists.")
-    if cfg.teacher.path and not os.path.exists(os.path.expanduser(cfg.teacher.path)):
-        errors.append(f"teacher.path: {cfg.teacher.path!r} does not exist; "
-                      "remove it to train a teacher, or point it to a .keras file.")
-
-
 def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     """Builds and validates an ``ExperimentConfig`` from a plain dict.
 
@@ -452,12 +301,10 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got "
                           f"{type(data).__name__}.")
-    cfg = _from_dict(ExperimentConfig, data, "", errors)
+    cfg = from_dict(ExperimentConfig, data, "", errors)
     if not errors:
-        _check_paths(cfg, errors)
+        check_paths(cfg, errors)
     if not errors and cfg.tune.space:
-        from tfigkd.tuning.space import check_space
-
         check_space(cfg, errors)
     if len(errors) == 1:
         raise ConfigError(f"Invalid config {source}: {errors[0]}")
@@ -465,30 +312,6 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
         raise ConfigError(f"Invalid config {source} ({len(errors)} problems):\n  - "
                           + "\n  - ".join(errors))
     return cfg
-
-
-def apply_overrides(data: dict, overrides) -> dict:
-    """Applies ``["a.b=value", ...]`` (values parsed as YAML) to a config dict."""
-    for item in overrides or ():
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: must look like key.sub=value "
-                              "(e.g. --set teacher.train.epochs=2).")
-        key, raw = item.split("=", 1)
-        node = data
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"--set {item!r}: {key!r} is not a key path like teacher.train.epochs.")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} is not a section.")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            problem = " ".join(str(getattr(e, "problem", "") or e).split())
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem}); quote "
-                              "strings and close brackets, e.g. --set student.seeds=[0,1].") from None
-    return data
 
 
 def load_config(path: str, overrides=None) -> ExperimentConfig:
@@ -504,46 +327,34 @@ def load_config(path: str, overrides=None) -> ExperimentConfig:
     Raises:
         ConfigError: If the file is missing, empty, not YAML, not a mapping, or invalid.
     """
-    if not os.path.isfile(path):
-        raise ConfigError(f"Config file {path!r} not found. The shipped configs "
-                          "are in configs/ (e.g. configs/fashion_mnist.yaml).")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a text file; a config is YAML text like "
-                          "configs/quickstart.yaml.") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(str(getattr(e, "problem", "") or e).split())
-        raise ConfigError(f"{path} is not valid YAML{where}: {problem}; fix the syntax "
-                          "(indentation, colons, quotes).") from None
-    if data is None:
-        raise ConfigError(f"{path} is empty; write at least a name and a data section (see "
-                          "configs/quickstart.yaml), or pass that file instead.")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, "
-                          f"teacher:, ...), got a {type(data).__name__}.")
+    data = read_yaml_mapping(path)
     return config_from_dict(apply_overrides(data, overrides), source=path)
+
+
+def as_config(config, overrides=None) -> ExperimentConfig:
+    """An ``ExperimentConfig`` from a YAML path, a plain dict or a config object.
+
+    Args:
+        config: Path of a YAML file, a dict shaped like one, or an
+            ``ExperimentConfig`` (copied, never modified).
+        overrides: ``["section.key=value", ...]``, as ``--set`` on the command line.
+
+    Returns:
+        A validated ``ExperimentConfig``.
+
+    Raises:
+        ConfigError: Naming every invalid key and how to fix it.
+    """
+    if isinstance(config, ExperimentConfig):
+        data = config_to_dict(config)
+        return config_from_dict(apply_overrides(data, overrides), source="<config>")
+    if isinstance(config, dict):
+        return config_from_dict(apply_overrides(copy.deepcopy(config), overrides), source="<dict>")
+    if dataclasses.is_dataclass(config):
+        raise TypeError(f"expected an ExperimentConfig, got {type(config).__name__}")
+    return load_config(str(config), overrides)
 
 
 def config_to_dict(cfg: Any) -> dict:
     """The config as plain data (for JSON summaries and reproducibility)."""
     return dataclasses.asdict(cfg)
-
-
-def config_diff(old, new, prefix):
-    """A short "key: old -> new" list of differing settings ('' if none or unknown)."""
-    if old is None:
-        return ""  # written by an older tfigkd: nothing to compare
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            sub = config_diff(a, b, f"{prefix}.{k}")
-            if sub:
-                out.append(sub)
-        elif a != b:
-            out.append(f"{prefix}.{k}: {a!r} -> {b!r}")
-    return ", ".join(out)

@@ -24,7 +24,7 @@ METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "
 # start_steps panels is halved on its own and reuses every point computed.
 NESTED = "nested_trapezoid"
 OUTPUTS = ("logits", "probabilities")
-BASELINES = ("zeros", "black", "blur", "uniform")
+from tfigkd.attribution.baselines import BASELINES, make_baseline  # noqa: E402,F401
 
 
 def quadrature(method: str, n_steps: int):
@@ -55,49 +55,6 @@ def quadrature(method: str, n_steps: int):
     return (np.arange(n) + offset) / n, np.full(n, 1.0 / n)
 
 
-def make_baseline(images, baseline, norm=None, seed=0, blur_sigma=None):
-    """Resolves a baseline spec to an array shaped like ``images``.
-
-    Args:
-        images: (B, H, W, C) model inputs.
-        baseline: None or "zeros" (zeros in the model's input space: with a
-            mean/std normalisation, the dataset's mean colour), "black" (a
-            black image, i.e. raw pixel 0 mapped through ``norm``), "blur" (a
-            Gaussian blur of each image), "uniform" (raw uniform noise mapped
-            through ``norm``, seeded), or an array broadcastable to ``images``.
-        norm: ``(mean, std)`` of the model's input normalisation, if any;
-            needed to place "black" and "uniform" in model space.
-        seed: Seed for "uniform".
-        blur_sigma: Gaussian sigma for "blur" (default: H / 8).
-
-    Returns:
-        A float32 NumPy array with the shape of ``images``.
-    """
-    images = np.asarray(images, np.float32)
-    mean, std = (np.zeros(1), np.ones(1)) if norm is None else (np.asarray(norm[0]), np.asarray(norm[1]))
-    if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
-        return np.zeros_like(images)
-    if isinstance(baseline, str):
-        if baseline == "black":
-            return np.broadcast_to(((0.0 - mean) / std).astype(np.float32), images.shape).copy()
-        if baseline == "uniform":
-            raw = np.random.default_rng(seed).uniform(0, 1, images.shape)
-            return ((raw - mean) / std).astype(np.float32)
-        if baseline == "blur":
-            from scipy.ndimage import gaussian_filter
-
-            sigma = blur_sigma or images.shape[1] / 8.0
-            return gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="nearest").astype(np.float32)
-        raise UserError(f"Unknown baseline {baseline!r}; use one of {', '.join(BASELINES)} "
-                        "or pass an array.")
-    arr = np.asarray(baseline, np.float32)
-    try:
-        return np.broadcast_to(arr, images.shape).copy()
-    except ValueError:
-        raise UserError(f"Baseline of shape {arr.shape} does not broadcast to the "
-                        f"images' shape {images.shape}.") from None
-
-
 class IntegratedGradients:
     """IG for one Keras model, with the traced gradient function cached.
 
@@ -116,7 +73,7 @@ class IntegratedGradients:
         self._chunk = tf.function(self._chunk_grads, reduce_retracing=True)
         self._forward = tf.function(self._target_outputs, reduce_retracing=True)
         self._segments = tf.function(self._segment_grads, reduce_retracing=True)
-        # Several local replicas (tfigkd.experiments.distribute.inference_strategy):
+        # Several local replicas (tfigkd.distribute.inference_strategy):
         # each takes up to a chunk of interpolations per step, on its own device.
         self.strategy = strategy if strategy is not None and \
             strategy.num_replicas_in_sync > 1 else None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfigkd.attribution.integrated_gradients import make_baseline
+from tfigkd.attribution.baselines import make_baseline
 from tfigkd.errors import UserError
 
 

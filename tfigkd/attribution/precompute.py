@@ -31,10 +31,10 @@ def make_compute_fn(teacher, ig_cfg, input_norm, mean, std, strategy=None):
     A teacher at another resolution than the data gets the images resized to
     its own; its maps are resized back to the data's (``teacher_io``).
     ``strategy``: local replicas the interpolation chunks are spread over
-    (``tfigkd.experiments.distribute.inference_strategy``); the maps are the
+    (``tfigkd.distribute.inference_strategy``); the maps are the
     same up to float summation order.
     """
-    from tfigkd.experiments.distribute import in_scope
+    from tfigkd.distribute import in_scope
     from tfigkd.models.teacher_io import affine, resize_images, resize_maps, teacher_size
 
     ig = IntegratedGradients(in_scope(teacher, strategy), ig_cfg.output, strategy)

@@ -9,7 +9,10 @@ import time
 import tfigkd
 from tfigkd.bench.latency import (benchmark_tflite, compare_with_litert_benchmark,
                                   litert_benchmark, plot_latency, speedups)
+from tfigkd.bench.machine import machine_info
+from tfigkd.export.targets import QUANTS
 from tfigkd.io import read_json, write_json, write_text
+from tfigkd.layout import BENCH_JSON, BENCH_MD, BENCH_MODELS_DIR, LATENCY_PNG
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +20,9 @@ log = logging.getLogger(__name__)
 def _convert_all(entries, quants, splits, out_dir, calibration_images, check_images, verbose,
                  cfg=None):
     from tfigkd.data import normalize
-    from tfigkd.export.exporter import (check_subset, litert_check, model_input_norm,
-                                        model_pixels, model_size, representative_images)
+    from tfigkd.export.checks import litert_check
+    from tfigkd.export.inputs import model_input_norm, model_pixels, model_size
+    from tfigkd.export.sampling import check_subset, representative_images
     from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.io import file_sha256
     from tfigkd.models import count_macs, load_model_file
@@ -34,7 +38,7 @@ def _convert_all(entries, quants, splits, out_dir, calibration_images, check_ima
         size = model_size(model, splits, cfg, e["keras_path"])
         x_test = ref = None  # computed only if some quantisation is not cached yet
         for q in quants:
-            path = os.path.join(out_dir, "models", f"{e['name']}_{q}.tflite")
+            path = os.path.join(out_dir, BENCH_MODELS_DIR, f"{e['name']}_{q}.tflite")
             info_path = path + ".json"
             if os.path.exists(info_path) and read_json(info_path).get("source_sha256") == sha:
                 info = read_json(info_path)  # converted and checked by an earlier run
@@ -65,7 +69,7 @@ def _convert_all(entries, quants, splits, out_dir, calibration_images, check_ima
     return models
 
 
-def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8"),
+def run_bench(entries, splits, out_dir, quants=QUANTS,
               batches=(1, 64), threads=(1, None), runs=100, warmup=10,
               calibration_images=256, check_images=None, verbose=True, cfg=None):
     """Benchmarks teacher and students in each quantisation, side by side.
@@ -79,8 +83,6 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
     Returns:
         The dict written to ``bench.json``.
     """
-    from tfigkd.experiments.common import machine_info
-
     os.makedirs(out_dir, exist_ok=True)
     models = _convert_all(entries, quants, splits, out_dir, calibration_images, check_images,
                           verbose, cfg)
@@ -100,8 +102,8 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
     result = {"tfigkd_version": tfigkd.__version__, "machine": machine_info(),
               "runs": runs, "warmup": warmup, "bench_seconds": time.time() - t0,
               "dataset": splits.name, "rows": rows, "speedups": speedups(rows)}
-    write_json(os.path.join(out_dir, "bench.json"), result)
-    plot_latency(rows, os.path.join(out_dir, "latency.png"))
+    write_json(os.path.join(out_dir, BENCH_JSON), result)
+    plot_latency(rows, os.path.join(out_dir, LATENCY_PNG))
     lines = ["| model | quant | bytes | MACs | accuracy | batch | threads | median ms | p90 ms | "
              "ms/image |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -121,7 +123,7 @@ def run_bench(entries, splits, out_dir, quants=("fp32", "fp16", "dynamic", "int8
     for s in result["speedups"]:
         lines.append(f"| {s['name']} | {s['quant']} | {s['batch']} | {s['threads']} | "
                      f"{s['speedup_vs_teacher']:.2f}x | {s['mac_ratio']:.2f}x |")
-    write_text(os.path.join(out_dir, "bench.md"), "\n".join(lines) + "\n")
+    write_text(os.path.join(out_dir, BENCH_MD), "\n".join(lines) + "\n")
     if verbose:
         log.info("\n".join(lines))
     return result

@@ -80,7 +80,8 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     from tfigkd.data import make_dataset, normalize
     from tfigkd.distill.logit_cache import IndexedRows, compute_logits
     from tfigkd.distill.losses import ce_loss, kd_loss
-    from tfigkd.export.exporter import check_subset, litert_check, representative_images
+    from tfigkd.export.checks import litert_check
+    from tfigkd.export.sampling import check_subset, representative_images
     from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.models import load_model_file
 

@@ -85,10 +85,10 @@ def compute_logits(teacher, subset, input_norm, mean, std, batch_size=256, strat
     """Teacher logits of every image in ``subset`` (un-augmented), in its order.
 
     ``strategy``: local replicas each batch is split over
-    (``tfigkd.experiments.distribute.inference_strategy``).
+    (``tfigkd.distribute.inference_strategy``).
     """
     from tfigkd.data import make_dataset
-    from tfigkd.experiments.distribute import in_scope, replicated
+    from tfigkd.distribute import in_scope, replicated
     from tfigkd.models.teacher_io import teacher_size
 
     ds = make_dataset(subset, batch_size=batch_size, training=False, input_norm=input_norm,
@@ -218,7 +218,7 @@ def student_logit_cache(cfg, cache_dir, teacher_path, splits, teacher=None):
     The one call ``tfigkd run`` and ``tfigkd ablate`` share, so a top-k cache
     and the Distiller that reads it always agree.
     """
-    from tfigkd.experiments.distribute import inference_strategy
+    from tfigkd.distribute import inference_strategy
 
     return cached_teacher_logits(cache_dir, teacher_path, splits, cfg.teacher.train.input_norm,
                                  teacher=teacher, top_k=cfg.student.logit_top_k,

@@ -25,13 +25,12 @@ from tfigkd.data.lazy import select_rows
 from tfigkd.data.split import fingerprint, stratified_subset
 from tfigkd.errors import UserError
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import (AGREEMENT_DIR, LOGITS_DIR, METRICS_FILE, MODEL_FILE, SUBSETS_DIR,
-                           student_dir)
+from tfigkd.layout import (AGREEMENT_DIR, AGREEMENT_FILE, LOGITS_DIR, METRICS_FILE, MODEL_FILE,
+                           SUBSETS_DIR, TEACHER_VAL_MAPS, student_dir)
 from tfigkd.lock import folder_lock
 
 log = logging.getLogger(__name__)
 
-AGREEMENT_FILE = "agreement.json"
 
 
 def ablation_units(modes, seeds, subsets=0):
@@ -170,7 +169,7 @@ def _teacher_val_maps(cfg, out_dir, splits, teacher, tpath):
     images = _agreement_images(cfg, splits)
     keys = {"teacher_sha256": file_sha256(tpath), "indices": images.index.tolist(),
             "ig": dataclasses.asdict(cfg.ig)}
-    path = os.path.join(out_dir, AGREEMENT_DIR, "teacher_val_maps.npz")
+    path = os.path.join(out_dir, AGREEMENT_DIR, TEACHER_VAL_MAPS)
     meta_path = path[:-4] + ".json"
     if os.path.exists(path) and os.path.exists(meta_path) and read_json(meta_path) == keys:
         with np.load(path) as z:

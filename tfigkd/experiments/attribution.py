@@ -16,7 +16,7 @@ from tfigkd.attribution.store import (MANIFEST, finalize_store, load_maps, missi
                                       stored_settings, verify_store, write_store)
 from tfigkd.data import load_splits
 from tfigkd.errors import UserError
-from tfigkd.experiments.distribute import inference_strategy
+from tfigkd.distribute import inference_strategy
 from tfigkd.io import file_sha256, read_json
 from tfigkd.layout import JOINED_MAPS_DIR, teacher_path
 from tfigkd.lock import folder_lock

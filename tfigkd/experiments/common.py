@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from tfigkd.bench.machine import machine_info  # noqa: F401  (importable from here, as before)
 from tfigkd.data import make_dataset
 
 
@@ -70,16 +71,3 @@ def evaluate_accuracy(model, dataset):
     for x, y in dataset:
         metric.update_state(y, model(x, training=False))
     return float(metric.result())
-
-
-def machine_info():
-    """Where a figure was measured: platform, cores, TensorFlow version, date."""
-    import os
-    import platform
-    import time
-
-    import tensorflow as tf
-
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "tensorflow": tf.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M")}

@@ -19,6 +19,7 @@ from tfigkd.config import config_diff
 from tfigkd.errors import UserError
 from tfigkd.faults import fault_point
 from tfigkd.io import atomic_path, read_json, remove_stale_temps, write_json
+from tfigkd.layout import WORK_RECIPE, WORK_STATE
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class _EpochState(keras.callbacks.Callback):
         # Wall time of the whole epoch: its steps, validation and the saves
         # above (benchmarks/pipeline_efficiency.py compares it with the bare step).
         st.setdefault("epoch_seconds", []).append(time.time() - self.t_epoch)
-        write_json(os.path.join(self.work_dir, "state.json"), st)
+        write_json(os.path.join(self.work_dir, WORK_STATE), st)
         for stale in {old, old_best} - {st["weights"], st.get("best_weights"), None}:
             try:
                 os.unlink(os.path.join(self.work_dir, stale))
@@ -149,7 +150,7 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
             the weights; None keeps Keras' moving averages.
 
     Under ``tf.distribute`` (a model built in a strategy's scope,
-    ``tfigkd.experiments.distribute``) the state is built in that scope, the
+    ``tfigkd.distribute``) the state is built in that scope, the
     data are split over the replicas and BatchNorm uses the global batch;
     on a multi-worker cluster only the chief writes ``work_dir`` and
     ``best_path``, the other workers a private copy.
@@ -176,11 +177,11 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
 def _fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_dir, best_path,
                    recipe, what, monitor, callbacks, verbose, tensorboard_dir, save_best,
                    bn_data):
-    from tfigkd.experiments.distribute import distributable, synced_batchnorm
+    from tfigkd.distribute import distributable, synced_batchnorm
 
     os.makedirs(work_dir, exist_ok=True)
-    state_path = os.path.join(work_dir, "state.json")
-    recipe_path = os.path.join(work_dir, "recipe.json")
+    state_path = os.path.join(work_dir, WORK_STATE)
+    recipe_path = os.path.join(work_dir, WORK_RECIPE)
     state = {"epoch": 0, "history": {}, "best": None, "best_epoch": None,
              "weights": None, "train_seconds": 0.0}
     if os.path.exists(state_path):

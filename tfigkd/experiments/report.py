@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from tfigkd.io import write_text
-from tfigkd.layout import PLOTS_DIR, REPORT_MD
+from tfigkd.layout import CURVES_PNG, IG_GRID_PNG, MODES_PNG, PLOTS_DIR, REPORT_MD
 
 
 def _plt():
@@ -69,11 +69,11 @@ def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg,
         maps = maps.get("ig")
     plots = os.path.join(out_dir, PLOTS_DIR)
     os.makedirs(plots, exist_ok=True)
-    plot_curves(os.path.join(plots, "curves.png"),
+    plot_curves(os.path.join(plots, CURVES_PNG),
                 [("teacher", teacher_metrics["history"])] + [(s["name"], s["history"]) for s in students])
-    plot_modes(os.path.join(plots, "modes.png"), students, teacher_metrics["test_accuracy"])
+    plot_modes(os.path.join(plots, MODES_PNG), students, teacher_metrics["test_accuracy"])
     if maps is not None:
-        plot_ig_grid(os.path.join(plots, "ig_grid.png"), splits, maps)
+        plot_ig_grid(os.path.join(plots, IG_GRID_PNG), splits, maps)
     t = summary["teacher"]
     lines = [f"# {cfg.name}: results", ""]
     for w in summary.get("warnings") or []:
@@ -102,9 +102,10 @@ def write_report(out_dir, summary, splits, maps, students, teacher_metrics, cfg,
         lines += ["", f"IG ({summary['ig']['settings']['method']}, {summary['ig']['settings']['n_steps']} "
                   f"steps): median relative completeness error {comp['median_rel_error']:.2%}, "
                   f"p90 {comp['p90_rel_error']:.2%}."]
-    lines += ["", "![training curves](plots/curves.png)", "", "![accuracy per mode](plots/modes.png)"]
+    lines += ["", f"![training curves]({PLOTS_DIR}/{CURVES_PNG})", "",
+              f"![accuracy per mode]({PLOTS_DIR}/{MODES_PNG})"]
     if maps is not None:
-        lines += ["", "![IG maps and overlays](plots/ig_grid.png)"]
+        lines += ["", f"![IG maps and overlays]({PLOTS_DIR}/{IG_GRID_PNG})"]
     lines += list(extra or [])
     write_text(os.path.join(out_dir, REPORT_MD), "\n".join(lines) + "\n")
 

@@ -16,7 +16,7 @@ from tfigkd.distill import Distiller
 from tfigkd.distill.pairing import resolve_pairs
 from tfigkd.distill.topk import top_k_in_effect
 from tfigkd.errors import UserError
-from tfigkd.experiments.distribute import (in_scope, inference_strategy, is_chief,
+from tfigkd.distribute import (in_scope, inference_strategy, is_chief,
                                            replicated, scope, strategy_for, weights_digest,
                                            worker_lock, worker_result)
 from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, precise_bn_data,

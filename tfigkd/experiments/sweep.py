@@ -25,13 +25,12 @@ import numpy as np
 
 from tfigkd.errors import UserError
 from tfigkd.io import atomic_path, read_json, write_json
-from tfigkd.layout import SWEEP_JSON, SWEEP_MD, SWEEP_PNG
+from tfigkd.layout import SWEEP_COSTS, SWEEP_JSON, SWEEP_MD, SWEEP_PNG
 from tfigkd.lock import folder_lock
 
 log = logging.getLogger(__name__)
 
 SWEEP_DIR = "students"
-COSTS_FILE = "sweep_costs.json"
 
 
 def sweep_students(scfg):
@@ -138,7 +137,7 @@ def sweep(cfg, out_dir, seeds=None, modes=None, shard=(0, 1), report_only=False,
     splits = load_splits(cfg.data)
     with folder_lock(out_dir, wait=True):
         costs = measure_costs(cfg, splits, students, runs=cfg.sweep.latency_runs,
-                              path=os.path.join(out_dir, COSTS_FILE))
+                              path=os.path.join(out_dir, SWEEP_COSTS))
         rows = pareto.sweep_table(costs["designs"], modes, results)
         notes = [f"{name}: {r['units'] - r['finished']} of {r['units']} units not finished."
                  for name, r in results.items() if r["finished"] < r["units"]]

@@ -170,7 +170,7 @@ def test_model_at_its_own_input_size_exports(own_size_model, tmp_path, caplog, t
     x = tf.image.resize(tf.cast(splits.test.x, tf.float32), (18, 16), antialias=True) / 255.0
     want = float(np.mean(model.predict(x, verbose=0).argmax(1) == splits.test.y))
     assert want > 0.6  # it learned the task at its own size
-    with caplog.at_level("INFO", logger="tfigkd.export.exporter"):
+    with caplog.at_level("INFO", logger="tfigkd.export"):
         meta = export_model(path, target, splits, quant=quant, out_dir=str(tmp_path),
                             input_norm="unit", verbose=False)
     assert "takes 18x16 images and the data's are 12x12" in caplog.text
@@ -194,7 +194,7 @@ def test_model_at_its_own_input_size_exports(own_size_model, tmp_path, caplog, t
 
 def test_model_of_the_data_size_is_not_resized(trained_tiny, tmp_path, caplog):
     cfg, splits, path = trained_tiny
-    with caplog.at_level("INFO", logger="tfigkd.export.exporter"):
+    with caplog.at_level("INFO", logger="tfigkd.export"):
         meta = export_model(path, "phone", splits, quant="fp32", out_dir=str(tmp_path), cfg=cfg,
                             verbose=False, check_images=8)
     assert meta["image_resize"] is None and "resized" not in caplog.text
@@ -224,7 +224,7 @@ def test_streamed_test_split_is_checked_in_blocks_with_the_same_results(tmp_path
     from tfigkd.data import load_splits
     from tfigkd.data.images_test import mixed_folder
     from tfigkd.data.lazy import LazyRows
-    from tfigkd.export import exporter
+    from tfigkd.export import sampling
 
     root = mixed_folder(tmp_path / "imgs", n=12)
     base = dict(source="image_folder", path=str(root), image_size=[10, 8], color="grayscale",
@@ -244,8 +244,8 @@ def test_streamed_test_split_is_checked_in_blocks_with_the_same_results(tmp_path
     os.makedirs(os.path.dirname(path))
     model.save(path)
     # Blocks of 3 images: the split is read in several blocks.
-    monkeypatch.setattr(exporter, "CHECK_BLOCK_BYTES", 3 * 10 * 8 * 4)
-    blocks = list(exporter._check_blocks(lazy.test, None))
+    monkeypatch.setattr(sampling, "CHECK_BLOCK_BYTES", 3 * 10 * 8 * 4)
+    blocks = list(sampling.check_blocks(lazy.test, None))
     assert len(blocks) == -(-len(lazy.test) // 3) > 2
     got = {}
     for name, splits in (("mem", mem), ("lazy", lazy)):
@@ -270,17 +270,17 @@ def test_secondary_checks_read_a_bounded_sample_of_a_streamed_split(tmp_path, mo
     from tfigkd.config import DataConfig
     from tfigkd.data import load_splits
     from tfigkd.data.images_test import mixed_folder
-    from tfigkd.export import exporter
+    from tfigkd.export import sampling
 
     root = mixed_folder(tmp_path / "imgs", n=8)
     base = dict(source="image_folder", path=str(root), image_size=[6, 5], color="rgb",
                 test_fraction=0.5,
                 cache_dir=str(tmp_path / "c"))
     mem, lazy = load_splits(DataConfig(**base)), load_splits(DataConfig(**base, memory_budget_mb=0))
-    monkeypatch.setattr(exporter, "MEDIAPIPE_STREAMED_IMAGES", 3)
-    sub = exporter.check_subset(lazy.test)
+    monkeypatch.setattr(sampling, "MEDIAPIPE_STREAMED_IMAGES", 3)
+    sub = sampling.check_subset(lazy.test)
     assert isinstance(sub.x, np.ndarray) and len(sub) == 3
     np.testing.assert_array_equal(sub.x, mem.test.x[:3])
     np.testing.assert_array_equal(sub.y, mem.test.y[:3])
-    assert len(exporter.check_subset(lazy.test, 5)) == 5  # an explicit count is kept
-    assert len(exporter.check_subset(mem.test)) == len(mem.test)  # in memory: all
+    assert len(sampling.check_subset(lazy.test, 5)) == 5  # an explicit count is kept
+    assert len(sampling.check_subset(mem.test)) == len(mem.test)  # in memory: all

@@ -120,7 +120,8 @@ def check_phone_file(tflite_path, splits, check_images=None):
     with open(tflite_path, "rb") as f:
         data = f.read()
     io = io_details(data)
-    from tfigkd.export.exporter import check_subset, model_pixels
+    from tfigkd.export.inputs import model_pixels
+    from tfigkd.export.sampling import check_subset
 
     test = check_subset(splits.test, check_images)
 

@@ -24,10 +24,11 @@ import zipfile
 import flatbuffers
 import numpy as np
 
+from tfigkd.layout import LABELS_FILE  # noqa: F401  (the embedded labels file, as exported)
+
 METADATA_NAME = "TFLITE_METADATA"
 # Every field we write exists since schema 1.0.0: parsers of any version read it.
 MIN_PARSER_VERSION = "1.0.0"
-LABELS_FILE = "labels.txt"
 
 # Enum values from metadata_schema.fbs.
 _ASSOCIATED_TENSOR_AXIS_LABELS = 2

@@ -9,9 +9,11 @@ from typing import Optional
 import yaml
 
 from tfigkd.errors import UserError
-from tfigkd.export.tflite import IO_TYPES, QUANTS
 
+# The names every front end offers (cli choices, config checks) are these ones.
 TARGETS = ("phone", "coral", "mcu")
+QUANTS = ("fp32", "fp16", "dynamic", "int8")
+IO_TYPES = ("int8", "uint8", "float32")
 
 
 class TargetCheckError(UserError):

@@ -9,12 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfigkd.errors import UserError
+from tfigkd.export.targets import IO_TYPES, QUANTS
 from tfigkd.io import atomic_path
-
-QUANTS = ("fp32", "fp16", "dynamic", "int8")
-
-
-IO_TYPES = ("int8", "uint8", "float32")
 
 
 def convert(model, quant="int8", representative=None, io_type="int8", output_type=None):

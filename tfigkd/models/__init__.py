@@ -1,16 +1,32 @@
-"""Model builders (teacher, students), registry and cost counters."""
+"""Model builders (teacher, students), registry and cost counters.
 
-from tfigkd.models.compact import PRESETS, ds_cnn, mobilenet_v2, resnet8
-from tfigkd.models.macs import (compression_factor, count_macs, format_summary,
-                                summarize, trainable_params)
-from tfigkd.models.mobilenet import (NUM_FEATURES, feature_channels,
-                                     mobilenet_v2_cifar, truncated_student)
-from tfigkd.models.registry import (available_models, build_model, check_fits_data,
-                                     load_model_file, register_model, resolve_design)
+Imported lazily: ``tfigkd.models.teacher_io`` (its ``NORMS``, read by configs and
+``tfigkd --help``) loads without Keras.
+"""
 
-__all__ = [
-    "NUM_FEATURES", "PRESETS", "ds_cnn", "mobilenet_v2", "resnet8", "available_models",
-    "build_model", "check_fits_data", "compression_factor", "resolve_design",
-    "count_macs", "feature_channels", "format_summary", "load_model_file", "mobilenet_v2_cifar",
-    "register_model", "summarize", "trainable_params", "truncated_student",
-]
+import importlib
+
+# name -> the module that defines it
+_API = {
+    **dict.fromkeys(("PRESETS", "ds_cnn", "mobilenet_v2", "resnet8"), "tfigkd.models.compact"),
+    **dict.fromkeys(("compression_factor", "count_macs", "format_summary", "summarize",
+                     "trainable_params"), "tfigkd.models.macs"),
+    **dict.fromkeys(("NUM_FEATURES", "feature_channels", "mobilenet_v2_cifar",
+                     "truncated_student"), "tfigkd.models.mobilenet"),
+    **dict.fromkeys(("available_models", "build_model", "check_fits_data", "load_model_file",
+                     "register_model", "resolve_design"), "tfigkd.models.registry"),
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'tfigkd.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -10,7 +10,9 @@ Keys are checked against the config's own sections (free-form ``kwargs``
 mappings accept any sub-key), and every bound or choice is checked by
 building the config with it, so a search that would fail in trial 7 fails
 at load time with the same message a config file would get. Nothing here
-imports Optuna or TensorFlow; ``check-config`` stays fast.
+imports Optuna or TensorFlow; ``check-config`` stays fast. Nor does it import
+``tfigkd.config`` (which calls ``check_space``): the config class comes with
+the config being checked.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import dataclasses
 import difflib
 import json
 import typing
+
+from tfigkd.schema import from_dict
 
 SPEC_KEYS = ("low", "high", "log", "step", "type", "choices")
 
@@ -50,11 +54,8 @@ class Param:
                                    step=self.step, log=self.log)
 
 
-def config_keys(cls=None, prefix=""):
-    """Every settable dotted key of the config (``*`` after free-form mappings)."""
-    from tfigkd.config import ExperimentConfig
-
-    cls = cls or ExperimentConfig
+def config_keys(cls, prefix=""):
+    """Every settable dotted key of config class ``cls`` (``*`` after free-form mappings)."""
     keys = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -68,9 +69,9 @@ def config_keys(cls=None, prefix=""):
     return keys
 
 
-def _known_key(key):
-    """True when ``key`` names a setting (or a sub-key of a free-form mapping)."""
-    for known in config_keys():
+def _known_key(key, keys):
+    """True when ``key`` is one of ``keys`` (or a sub-key of a free-form mapping)."""
+    for known in keys:
         if known == key or (known.endswith(".*") and key.startswith(known[:-1])
                             and len(key) > len(known) - 1):
             return True
@@ -160,9 +161,7 @@ def apply_params(data, values):
 
 def check_space(cfg, errors):
     """Appends the problems of ``cfg.tune`` (its space and objectives) to ``errors``."""
-    from tfigkd.config import _from_dict, ExperimentConfig, config_to_dict
-
-    t = cfg.tune
+    t, keys = cfg.tune, config_keys(type(cfg))
     try:
         params = parse_space(t.space)
     except ValueError as e:
@@ -172,9 +171,9 @@ def check_space(cfg, errors):
         if p.key.startswith("tune.") or p.key in ("name", "description"):
             errors.append(f"tune.space.{p.key}: not a training setting; search student.*, "
                           "ig.*, data.* or teacher.* keys.")
-        elif not _known_key(p.key):
-            close = difflib.get_close_matches(p.key, [k for k in config_keys()
-                                                      if not k.endswith("*")], n=1)
+        elif not _known_key(p.key, keys):
+            close = difflib.get_close_matches(p.key, [k for k in keys if not k.endswith("*")],
+                                              n=1)
             errors.append(f"tune.space: {p.key!r} is not a config key."
                           + (f" Did you mean {close[0]!r}?" if close else "")
                           + " Use dotted keys such as student.alpha or student.train.optimizer.lr.")
@@ -197,12 +196,12 @@ def check_space(cfg, errors):
     if errors:
         return
     # Every bound / choice must make a valid config (types, ranges, choices).
-    base = config_to_dict(cfg)
+    base = dataclasses.asdict(cfg)
     base.pop("tune")
     for p in params:
         for v in p.values_to_check():
             sub = []
-            _from_dict(ExperimentConfig, set_key(copy.deepcopy(base), p.key, v), "", sub)
+            from_dict(type(cfg), set_key(copy.deepcopy(base), p.key, v), "", sub)
             if sub:
                 errors.append(f"tune.space.{p.key} (value {v!r}): {sub[0]}")
                 break

@@ -10,13 +10,13 @@ import sys
 import textwrap
 
 from tfigkd.config import RUNTIME_KEYS, TrainConfig
-from tfigkd.experiments.distribute import KINDS
+from tfigkd.distribute import KINDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = textwrap.dedent("""
     import numpy as np, keras, tensorflow as tf
-    from tfigkd.experiments.distribute import strategy_for, inference_strategy, replicated
+    from tfigkd.distribute import strategy_for, inference_strategy, replicated
     from tfigkd.attribution.integrated_gradients import IntegratedGradients
     from tfigkd.distill import Distiller
     from tfigkd.models import build_model
@@ -64,7 +64,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_inference_and_loss_share_under_two_logical_cpus():
     env = dict(os.environ, TFIGKD_CPU_DEVICES="2", CUDA_VISIBLE_DEVICES="")
-    code = "from tfigkd.experiments.distribute import configure_cpu_devices\n" \
+    code = "from tfigkd.distribute import configure_cpu_devices\n" \
            "configure_cpu_devices()\n" + SCRIPT
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        cwd=ROOT, timeout=300)
