@@ -3,6 +3,7 @@ bad input, and proof that the trials never read the test split."""
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -227,6 +228,27 @@ def test_pareto_front_of_accuracy_and_macs(toy_npz, ig_run, tmp_path):
         assert cfg.student.model.kwargs["blocks_removed"] == p["params"][
             "student.model.kwargs.blocks_removed"]
     assert os.path.exists(os.path.join(out, "tune_pareto.png"))
+
+
+@pytest.mark.large  # ~40 s: two int8 conversions and LiteRT timings on top of the study
+def test_pareto_front_of_accuracy_and_measured_latency(toy_npz, ig_run, tmp_path):
+    path = tune_config(toy_npz, os.path.join(ig_run, "teacher.keras"), tmp_path, trials=2,
+                       mode="student", objectives=["val_accuracy", "latency_ms"], sampler="grid",
+                       space={"student.model.kwargs.blocks_removed": {"choices": [15, 16]}})
+    data = yaml.safe_load(open(path))
+    data["tune"]["latency_runs"] = 20
+    path = write_config(tmp_path / "lat.yaml", data)
+    out = str(tmp_path / "out")
+    summary = tune(path, out)
+    s = load(out, "faults")
+    ms = [t.values[1] for t in s.trials]
+    assert all(0 < v < 100 for v in ms)
+    assert [t.user_attrs["latency_ms"] for t in s.trials] == ms
+    cache = json.load(open(os.path.join(out, "latency_cache.json")))
+    assert len(cache) == 2  # one measurement per design
+    md = open(os.path.join(out, "tune.md")).read()
+    assert "Pareto front (accuracy vs int8 latency (ms))" in md
+    assert summary["pareto"]
 
 
 def test_withheld_split_fails_on_any_data_use():

@@ -245,8 +245,10 @@ class TuneConfig:
     # Config key -> {low, high[, log, step, type: int]} or {choices: [...]};
     # checked by tfigkd.tuning.space.check_space.
     space: dict = field(default_factory=dict)
-    # ["val_accuracy"], or ["val_accuracy", "macs"] for a Pareto front.
+    # ["val_accuracy"], or val_accuracy then costs for a Pareto front: "macs", and
+    # "latency_ms" (int8 LiteRT latency, batch 1, 1 thread, measured once per design).
     objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
+    latency_runs: int = field(default=100, metadata=_range(10, None))  # timed invokes per design
     # Values the first trials take ({key: value} each), e.g. the current defaults.
     enqueue: list[dict] = field(default_factory=list)
     sampler: str = field(default="tpe", metadata=_choices("tpe", "grid", "random"))

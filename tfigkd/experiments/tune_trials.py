@@ -211,14 +211,25 @@ class TrialObjective:
             shutil.rmtree(work, ignore_errors=True)
             raise
         macs = count_macs(distiller.student)
+        costs = {"macs": float(macs)}
+        if "latency_ms" in t.objectives:
+            from tfigkd.bench.model_latency import cached_int8_latency_ms
+
+            # Measured once per design (not per trial) and shared through the study folder.
+            costs["latency_ms"], _ = cached_int8_latency_ms(distiller.student, self.out_dir,
+                                                            runs=t.latency_runs)
         metrics = {"trial": trial.number, "params": values, "mode": t.mode, "seed": t.seed,
                    "val_accuracy": state["best"], "best_epoch": state["best_epoch"],
-                   "epochs": s.train.epochs, "macs": macs, "train_seconds": state["train_seconds"],
+                   "epochs": s.train.epochs, "macs": macs, "latency_ms": costs.get("latency_ms"),
+                   "train_seconds": state["train_seconds"],
                    "history": state["history"], "run_recipe": recipe}
         write_json(os.path.join(tdir, METRICS_FILE), metrics)
         shutil.rmtree(work, ignore_errors=True)  # only needed to resume; metrics.json holds it
-        for k in ("best_epoch", "macs", "train_seconds"):
-            trial.set_user_attr(k, metrics[k])
+        for k in ("best_epoch", "macs", "latency_ms", "train_seconds"):
+            if metrics[k] is not None:
+                trial.set_user_attr(k, metrics[k])
         log.info("Trial %d: val accuracy %.4f (epoch %s), %.0f s.", trial.number,
                  metrics["val_accuracy"], metrics["best_epoch"], metrics["train_seconds"])
-        return state["best"] if len(t.objectives) == 1 else (state["best"], float(macs))
+        if len(t.objectives) == 1:
+            return state["best"]
+        return (state["best"], *(costs[o] for o in t.objectives[1:]))

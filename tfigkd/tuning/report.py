@@ -65,12 +65,19 @@ def write_outputs(study, out_dir, raw, cfg, params, url, name):
     return summary
 
 
+_COST_NAMES = {"macs": "MACs", "latency_ms": "int8 latency (ms)"}
+
+
+def _cost(objective, value):
+    return f"{value:.4f}" if objective == "latency_ms" else f"{value:,.0f}"
+
+
 def _write_csv(path, trials, params, objectives):
     keys = [p.key for p in params]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["number", "state", *objectives, *keys, "best_epoch", "macs",
+            w.writerow(["number", "state", *objectives, *keys, "best_epoch", "macs", "latency_ms",
                         "train_seconds", "last_epoch_reported", "note"])
             for tr in trials:
                 vals = list(tr.values) if tr.values else [""] * len(objectives)
@@ -80,6 +87,7 @@ def _write_csv(path, trials, params, objectives):
                         if "failed_trial" in tr.system_attrs else "")
                 w.writerow([tr.number, tr.state.name, *vals, *[tr.params.get(k, "") for k in keys],
                             tr.user_attrs.get("best_epoch", ""), tr.user_attrs.get("macs", ""),
+                            tr.user_attrs.get("latency_ms", ""),
                             tr.user_attrs.get("train_seconds", ""),
                             max(inter) + 1 if inter else "", note])
 
@@ -163,16 +171,22 @@ def _write_md(path, s, t, url):
     if s["best"]:
         b = s["best"]
         lines += [f"**Best trial {b['trial']}**: validation accuracy {b['values'][0]:.4f}"
-                  + (f", MACs {b['values'][1]:,.0f}" if len(b["values"]) > 1 else ""), "",
+                  + "".join(f", {_COST_NAMES[o]} {_cost(o, v)}"
+                            for o, v in zip(s["objectives"][1:], b["values"][1:])), "",
                   "| parameter | value |", "|---|---|"]
         lines += [f"| `{k}` | {_fmt(v)} |" for k, v in b["params"].items()]
         lines += ["", f"`{BEST_YAML}` holds the input config with these values; "
                   f"`tfigkd run {BEST_YAML} --out DIR` trains it and reports test accuracy once."]
     if s["pareto"]:
-        lines += ["", "## Pareto front (accuracy vs MACs)", "",
-                  "| trial | val accuracy | MACs | config |", "|---|---|---|---|"]
-        lines += [f"| {p['trial']} | {p['values'][0]:.4f} | {p['values'][1]:,.0f} | "
-                  f"`{os.path.relpath(p['yaml'], os.path.dirname(path))}` |" for p in s["pareto"]]
+        costs = s["objectives"][1:]
+        names = [_COST_NAMES[o] for o in costs]
+        lines += ["", f"## Pareto front (accuracy vs {', '.join(names)})", "",
+                  f"| trial | val accuracy | {' | '.join(names)} | config |",
+                  "|---|---|" + "---|" * len(costs) + "---|"]
+        lines += [f"| {p['trial']} | {p['values'][0]:.4f} | "
+                  + " | ".join(_cost(o, v) for o, v in zip(costs, p["values"][1:]))
+                  + f" | `{os.path.relpath(p['yaml'], os.path.dirname(path))}` |"
+                  for p in s["pareto"]]
     if s["importances"]:
         lines += ["", "## Parameter importances (PED-ANOVA, validation accuracy)", "",
                   "| parameter | importance |", "|---|---|"]

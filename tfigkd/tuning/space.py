@@ -25,6 +25,9 @@ import typing
 
 from tfigkd.schema import from_dict
 
+# Costs a study can minimise beside validation accuracy (Pareto front).
+COST_OBJECTIVES = ("macs", "latency_ms")
+
 SPEC_KEYS = ("low", "high", "log", "step", "type", "choices")
 
 
@@ -177,11 +180,12 @@ def check_space(cfg, errors):
             errors.append(f"tune.space: {p.key!r} is not a config key."
                           + (f" Did you mean {close[0]!r}?" if close else "")
                           + " Use dotted keys such as student.alpha or student.train.optimizer.lr.")
-    bad_obj = [o for o in t.objectives if o not in ("val_accuracy", "macs")]
+    bad_obj = [o for o in t.objectives if o not in ("val_accuracy", *COST_OBJECTIVES)]
     if bad_obj or not t.objectives or t.objectives[0] != "val_accuracy" \
             or len(set(t.objectives)) != len(t.objectives):
-        errors.append(f"tune.objectives: {t.objectives!r}; use [val_accuracy] or "
-                      "[val_accuracy, macs] (a Pareto front of accuracy and cost).")
+        errors.append(f"tune.objectives: {t.objectives!r}; use [val_accuracy], or "
+                      "val_accuracy then costs from macs, latency_ms (a Pareto front of "
+                      "accuracy and cost), e.g. [val_accuracy, latency_ms].")
     keys = {p.key for p in params}
     for i, values in enumerate(t.enqueue):
         extra = sorted(set(values) - keys)
