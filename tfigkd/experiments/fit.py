@@ -162,7 +162,7 @@ def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_di
     Raises:
         UserError: If ``work_dir`` holds a partial run with another recipe.
     """
-    from tfigkd.experiments import distribute
+    from tfigkd import distribute
 
     strategy = model.distribute_strategy
     with distribute.worker_paths(strategy, work_dir, best_path) as (work_dir, best_path), \

@@ -11,7 +11,7 @@ import keras
 import tfigkd
 from tfigkd.config import RUNTIME_KEYS, config_to_dict
 from tfigkd.data import load_splits
-from tfigkd.experiments import distribute
+from tfigkd import distribute
 from tfigkd.experiments.common import (classification_compile, eval_datasets,
                                        evaluate_accuracy, precise_bn_data, steps_per_epoch,
                                        training_data)
