@@ -13,6 +13,20 @@ from tfigkd.errors import UserError
 BASELINES = ("zeros", "black", "blur", "uniform")
 
 
+def check_inputs(images, targets):
+    """(float32 images (B, H, W, C), int64 targets (B,)), or a UserError naming the mismatch.
+
+    The input check of both IG rules (``integrated_gradients``, ``nested_ig``).
+    """
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4:
+        raise UserError(f"images must be (B, H, W, C), got shape {x.shape}.")
+    targets = np.asarray(targets, np.int64).reshape(-1)
+    if len(targets) != len(x):
+        raise UserError(f"{len(x)} images but {len(targets)} targets.")
+    return x, targets
+
+
 def make_baseline(images, baseline, norm=None, seed=0, blur_sigma=None):
     """Resolves a baseline spec to an array shaped like ``images``.
 

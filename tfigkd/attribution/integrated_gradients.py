@@ -24,7 +24,7 @@ METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "
 # start_steps panels is halved on its own and reuses every point computed.
 NESTED = "nested_trapezoid"
 OUTPUTS = ("logits", "probabilities")
-from tfigkd.attribution.baselines import BASELINES, make_baseline  # noqa: E402,F401
+from tfigkd.attribution.baselines import BASELINES, check_inputs, make_baseline  # noqa: E402,F401
 
 
 def quadrature(method: str, n_steps: int):
@@ -138,12 +138,7 @@ class IntegratedGradients:
                   method="gausslegendre", internal_batch_size=None,
                   return_delta=False, norm=None):
         """See ``integrated_gradients``."""
-        x = np.asarray(images, np.float32)
-        if x.ndim != 4:
-            raise UserError(f"images must be (B, H, W, C), got shape {x.shape}.")
-        targets = np.asarray(targets, np.int64).reshape(-1)
-        if len(targets) != len(x):
-            raise UserError(f"{len(x)} images but {len(targets)} targets.")
+        x, targets = check_inputs(images, targets)
         base = make_baseline(x, baseline, norm)
         alphas, weights = (quadrature("trapezoid", int(n_steps) + 1) if method == NESTED
                            else quadrature(method, n_steps))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfigkd.attribution.baselines import make_baseline
+from tfigkd.attribution.baselines import check_inputs, make_baseline
 from tfigkd.errors import UserError
 
 
@@ -95,12 +95,7 @@ def nested_adaptive(ig, images, targets, *, baseline=None, rtol=0.01, atol=1e-4,
         ``images``, the completeness error per image, and the gradient
         evaluations each image cost (each point once).
     """
-    x = np.asarray(images, np.float32)
-    if x.ndim != 4:
-        raise UserError(f"images must be (B, H, W, C), got shape {x.shape}.")
-    targets = np.asarray(targets, np.int64).reshape(-1)
-    if len(targets) != len(x):
-        raise UserError(f"{len(x)} images but {len(targets)} targets.")
+    x, targets = check_inputs(images, targets)
     check_nested_steps(start_steps, max_steps)
     if rtol <= 0 and atol <= 0:
         raise UserError("Adaptive IG needs rtol > 0 or atol > 0.")
