@@ -39,16 +39,10 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-def __getattr__(name):
-    if name not in _API:
-        raise AttributeError(f"module 'tfigkd' has no attribute {name!r}")
-    import importlib
+from tfigkd._lazy import lazy_attributes  # noqa: E402
 
-    module, attr = _API[name]
-    value = importlib.import_module(module)
-    value = value if attr is None else getattr(value, attr)
-    globals()[name] = value
-    return value
+# tfigkd keeps its own __dir__: the public names only (__all__), not its submodules.
+__getattr__ = lazy_attributes(__name__, globals(), _API)[0]
 
 
 def __dir__():

@@ -4,7 +4,7 @@ Imported lazily: ``tfigkd.export.targets`` (``TARGETS``, ``QUANTS``, read by con
 and ``tfigkd --help``) loads without TensorFlow.
 """
 
-import importlib
+from tfigkd._lazy import lazy_attributes
 
 # name -> the module that defines it
 _API = {"QUANTS": "tfigkd.export.targets", "convert": "tfigkd.export.tflite",
@@ -13,13 +13,4 @@ _API = {"QUANTS": "tfigkd.export.targets", "convert": "tfigkd.export.tflite",
 __all__ = sorted(_API)
 
 
-def __getattr__(name):
-    if name not in _API:
-        raise AttributeError(f"module 'tfigkd.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _API)

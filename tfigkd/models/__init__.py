@@ -4,7 +4,7 @@ Imported lazily: ``tfigkd.models.teacher_io`` (its ``NORMS``, read by configs an
 ``tfigkd --help``) loads without Keras.
 """
 
-import importlib
+from tfigkd._lazy import lazy_attributes
 
 # name -> the module that defines it
 _API = {
@@ -20,13 +20,4 @@ _API = {
 __all__ = sorted(_API)
 
 
-def __getattr__(name):
-    if name not in _API:
-        raise AttributeError(f"module 'tfigkd.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _API)
