@@ -13,7 +13,15 @@ Each *section* is one ``tfigkd ablate`` run (its own folder, resumable) of
   training split unlabelled: the labelled-only student vs KD that also
   distils on the unlabelled images;
 - ``ig``: ``kd``, ``kd_ig`` and the controls ``kd_noise``, ``kd_shuffled`` on
-  the consistent recipe (opt in: ``--sections ... ig``).
+  the consistent recipe;
+- ``alpha_0.9``, ``alpha_1_t1``: other KD weights and temperatures on the
+  consistent recipe (the per-view cache is shared: only the students train);
+- ``long``: the consistent recipe over twice the epochs;
+- ``xs``: a second, >= 30x smaller-latency student (16 filters, 2 blocks);
+- ``full``: the full labelled training set (costly: ``--section-seeds full=0,1,2``
+  runs fewer seeds there).
+
+Sections other than the first four are opt-in through ``--sections``.
 
 Every mode of every section trains with the same seeds, so a seed's student
 has the same initialisation and data order everywhere, and the study compares
@@ -25,7 +33,8 @@ epoch (the training curves) comes from each student's history.
 Usage::
 
     .venv/bin/python benchmarks/kd_recipe.py --out runs/kd_recipe --seeds 0 1 2 3 4 \\
-        [--sections consistent mixup cached few_labels] [--set student.train.epochs=12]
+        [--sections consistent mixup cached few_labels ig long xs] [--set student.train.epochs=12] \\
+        [--section-seeds full=0,1,2]
 
 Writes ``benchmarks/results/kd_recipe_fashion_mnist/`` (``kd_recipe.json``,
 ``kd_recipe.md``, ``curves.png`` and each section's ``ablation.md``).
@@ -63,6 +72,16 @@ SECTIONS = {
                    "1,000 labelled + the rest unlabelled: labelled-only CE vs KD on all images"),
     "ig": (["ig.n_steps=16", "student.p=0.1"], ["kd", "kd_ig", "kd_noise", "kd_shuffled"],
            "the IG overlay and its controls on consistent KD"),
+    "alpha_0.9": (["student.alpha=0.9"], ["kd"],
+                  "consistent KD with more weight on the teacher (alpha 0.9, T 4)"),
+    "alpha_1_t1": (["student.alpha=1.0", "student.temperature=1.0"], ["kd"],
+                   "pure function matching: teacher only, no labels used (alpha 1, T 1)"),
+    "long": (["student.train.epochs=24"], ["student", "kd"],
+             "a twice as patient schedule (24 epochs): plain CE vs consistent KD"),
+    "xs": (["student.model={name: ds_cnn, kwargs: {filters: 16, blocks: 2, downsample: [0]}}"],
+           ["student", "kd"], "the >= 30x student (ds_cnn_xs, 16 filters, 2 blocks)"),
+    "full": (["data.train_subset=null"], ["student", "kd"],
+             "the full labelled training set (54,000 + 6,000 validation)"),
 }
 # Comparisons reported: (section a, mode a, section b, mode b). b is the baseline.
 COMPARISONS = [
@@ -75,6 +94,13 @@ COMPARISONS = [
     ("ig", "kd_ig", "ig", "kd"),
     ("ig", "kd_noise", "ig", "kd"),
     ("ig", "kd_shuffled", "ig", "kd"),
+    ("alpha_0.9", "kd", "consistent", "student"),
+    ("alpha_0.9", "kd", "consistent", "kd"),
+    ("alpha_1_t1", "kd", "consistent", "student"),
+    ("long", "kd", "long", "student"),
+    ("long", "student", "consistent", "student"),
+    ("xs", "kd", "xs", "student"),
+    ("full", "kd", "full", "student"),
 ]
 
 
@@ -131,10 +157,15 @@ def _f(v, fmt="{:+.4f}"):
 
 
 def markdown(summary):
-    lines = ["# Does KD pay? (Fashion-MNIST, shipped teacher, ds_cnn_m)", "",
-             f"Command: `{summary['command']}`", "",
+    lines = ["# Does KD pay? (Fashion-MNIST, shipped teacher, ds_cnn_m unless a section says)",
+             "", f"Command: `{summary['command']}`", "",
              f"Teacher test accuracy: {summary['teacher_test_accuracy']:.4f}. "
              f"Sizes: {summary['sizes']}. Epochs: {summary['epochs']}.", "",
+             "| section | what it shows | epochs | alpha | T | seeds |", "|---|---|---|---|---|---|"]
+    for k, d in summary["sections"].items():
+        lines.append(f"| {k} | {d['what']} | {d['epochs']} | {d['alpha']} | {d['temperature']} "
+                     f"| {d['seeds']} |")
+    lines += ["",
              "| variant | test accuracy, mean +- sd | n |", "|---|---|---|"]
     for k, d in summary["modes"].items():
         t = d["test_accuracy"]
@@ -174,13 +205,26 @@ def main(argv=None):
     ap.add_argument("--sections", nargs="+", default=["consistent", "mixup", "cached",
                                                       "few_labels"], choices=list(SECTIONS))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--section-seeds", action="append", default=[], metavar="SECTION=S,S",
+                    help="fewer (or other) seeds for one section, e.g. full=0,1,2")
     ap.add_argument("--results", default=RESULTS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    results, cfg = {}, None
+    section_seeds = {}
+    for item in args.section_seeds:
+        name, _, seeds = item.partition("=")
+        if name not in SECTIONS or not seeds:
+            ap.error(f"--section-seeds {item!r}: use SECTION=0,1,2 with a section of "
+                     f"{', '.join(SECTIONS)}")
+        section_seeds[name] = [int(s) for s in seeds.split(",")]
+    results, cfg, settings = {}, None, {}
     for name in args.sections:
         log.info("Section %s: %s", name, SECTIONS[name][2])
-        report, cfg = run_section(name, args.out, args.seeds, args.set)
+        seeds = section_seeds.get(name, args.seeds)
+        report, cfg = run_section(name, args.out, seeds, args.set)
+        settings[name] = {"what": SECTIONS[name][2], "overrides": SECTIONS[name][0],
+                          "epochs": cfg.student.train.epochs, "alpha": cfg.student.alpha,
+                          "temperature": cfg.student.temperature, "seeds": seeds}
         # Each student's validation curve, from its metrics.json history.
         from tfigkd.io import read_json
         from tfigkd.layout import METRICS_FILE, student_dir
@@ -199,9 +243,10 @@ def main(argv=None):
     summary = {"command": "python benchmarks/kd_recipe.py " + " ".join(sys.argv[1:] if argv is None
                                                                         else argv),
                "teacher_test_accuracy": teacher["test_accuracy"],
-               "sizes": teacher["sizes"], "epochs": cfg.student.train.epochs,
-               "alpha": cfg.student.alpha, "temperature": cfg.student.temperature,
-               "sections": {k: SECTIONS[k][2] for k in results},
+               "sizes": teacher["sizes"], "epochs": settings[args.sections[0]]["epochs"],
+               "alpha": settings[args.sections[0]]["alpha"],
+               "temperature": settings[args.sections[0]]["temperature"],
+               "sections": settings,
                "modes": describe_modes(results), "comparisons": compare(results),
                "runs": {k: v["runs"] for k, v in results.items()}}
     os.makedirs(args.results, exist_ok=True)
