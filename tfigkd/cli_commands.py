@@ -179,19 +179,20 @@ def cmd_bench(args):
 
 
 def cmd_compress(args):
-    from tfigkd.compress.finetune import compress_student
+    from tfigkd.compress.finetune import FinetuneSettings, compress_student
     from tfigkd.data import load_splits
     from tfigkd.export.inputs import model_input_norm
 
     cfg = _load(args)
-    compress_student(
-        args.model, args.teacher, load_splits(cfg.data), method=args.method, out_dir=args.out,
-        epochs=args.epochs, lr=args.lr, batch_size=cfg.student.train.batch_size,
-        alpha=cfg.student.alpha, temperature=cfg.student.temperature,
-        student_norm=model_input_norm(args.model, cfg),
-        teacher_norm=cfg.teacher.train.input_norm, sparsity=args.sparsity,
-        crop_pad=cfg.student.train.augment.crop_pad, flip=cfg.student.train.augment.flip,
-        calibration_images=cfg.export.calibration_images, check_images=args.check_images)
+    scfg = cfg.student
+    settings = FinetuneSettings(
+        method=args.method, epochs=args.epochs, lr=args.lr, batch_size=scfg.train.batch_size,
+        alpha=scfg.alpha, temperature=scfg.temperature,
+        student_norm=model_input_norm(args.model, cfg), teacher_norm=cfg.teacher.train.input_norm,
+        sparsity=args.sparsity, crop_pad=scfg.train.augment.crop_pad,
+        flip=scfg.train.augment.flip, calibration_images=cfg.export.calibration_images,
+        check_images=args.check_images)
+    compress_student(args.model, args.teacher, load_splits(cfg.data), settings, out_dir=args.out)
 
 
 def cmd_summary(args):

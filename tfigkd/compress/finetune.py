@@ -2,10 +2,14 @@
 
 TFMOT works only on ``tf_keras`` models, so the Keras 3 student is ported to
 a ``tf_keras`` twin (same layers, same weights), wrapped by TFMOT, and
-fine-tuned with the same loss as the Distiller: alpha * T^2 * KL(teacher ||
-student) + (1 - alpha) * CE. Teacher logits are computed once on the
-un-augmented training images and looked up by example index (the cached
-teacher mode); the student sees the usual random crop and flip.
+fine-tuned with the Distiller's loss terms and weighting
+(``tfigkd.distill.terms``: ``LogitsKD``, ``SupervisedCE``, ``total_loss``).
+``tf_keras``' own ``fit`` drives it: the wrapped model is a ``tf_keras`` model,
+which cannot sit inside the Keras 3 ``Distiller``, so the labels and the
+teacher's logits travel together as the target of each example. Teacher
+logits are computed once on the un-augmented training images and looked up
+by example index (the cached teacher mode); the student sees the usual
+random crop and flip.
 
 The result is converted to full int8 and compared, in LiteRT on the test
 split, with post-training int8 quantisation (PTQ) of the same student.
@@ -13,12 +17,12 @@ split, with post-training int8 quantisation (PTQ) of the same student.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import logging
 import os
 import time
 
-import numpy as np
 import tensorflow as tf
 
 import tfigkd
@@ -54,21 +58,81 @@ def _sparsity(model):
     return zeros / max(1, total)
 
 
-def compress_student(student_path, teacher_path, splits, method="qat", out_dir=None,
-                     epochs=1, lr=1e-4, batch_size=64, alpha=0.01, temperature=2.5,
-                     student_norm="unit", teacher_norm="dataset", sparsity=0.5,
-                     crop_pad=2, flip=True, calibration_images=256, check_images=None,
-                     seed=0, verbose=True):
+@dataclasses.dataclass(frozen=True)
+class FinetuneSettings:
+    """How ``compress_student`` fine-tunes (defaults: ``tfigkd compress``'s).
+
+    Attributes:
+        method: "qat" or "prune" (magnitude pruning to ``sparsity``, then PTQ int8).
+        epochs, lr, batch_size: The fine-tuning recipe (Adam).
+        alpha, temperature: The KD weight and temperature (as the Distiller).
+        student_norm, teacher_norm: Each model's input normalisation.
+        sparsity: Target share of zero weights when pruning.
+        crop_pad, flip: The training augmentation.
+        calibration_images: Images calibrating int8 conversion.
+        check_images: Test images the LiteRT checks use (None: all).
+        seed: Seed of weights, augmentation and sampling.
+    """
+
+    method: str = "qat"
+    epochs: int = 1
+    lr: float = 1e-4
+    batch_size: int = 64
+    alpha: float = 0.01
+    temperature: float = 2.5
+    student_norm: str = "unit"
+    teacher_norm: str = "dataset"
+    sparsity: float = 0.5
+    crop_pad: int = 2
+    flip: bool = True
+    calibration_images: int = 256
+    check_images: int | None = None
+    seed: int = 0
+
+    def check(self):
+        if self.method not in METHODS:
+            raise UserError(f"method must be one of {METHODS}, got {self.method!r}.")
+        if self.method == "prune" and not 0.0 < self.sparsity < 1.0:
+            raise UserError(f"sparsity must be in (0, 1), got {self.sparsity}.")
+        return self
+
+
+def kd_objective(alpha, temperature):
+    """``loss(target, student_logits)`` for ``tf_keras``' ``fit``: the Distiller's terms.
+
+    ``target`` is ``[label, teacher logits...]`` per example (``_with_teacher``).
+    """
+    from tfigkd.distill.terms import LogitsKD, SupervisedCE, total_loss
+
+    kd_term, ce_term = LogitsKD(temperature), SupervisedCE()
+
+    def loss(target, student_logits):
+        ce, _ = ce_term.per_example(tf.cast(target[:, 0], tf.int64), student_logits)
+        return total_loss(alpha, ce, kd_term.per_example(target[:, 1:], student_logits))
+
+    return loss
+
+
+def _with_teacher(dataset, teacher_of):
+    """(image, [label, teacher logits]) batches from (``{"image", "index"}``, label) ones."""
+    def pack(inputs, y):
+        t = teacher_of(inputs["index"])
+        return inputs["image"], tf.concat([tf.cast(tf.reshape(y, [-1, 1]), t.dtype), t], 1)
+
+    return dataset.map(pack, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def compress_student(student_path, teacher_path, splits, settings=None, *, out_dir=None,
+                     verbose=True, **overrides):
     """Fine-tunes a student with QAT or pruning under KD and converts it to int8.
 
     Args:
         student_path, teacher_path: ``.keras`` models (Keras 3).
         splits: ``SplitData``; fine-tuning on train, accuracy on test.
-        method: "qat" or "prune" (magnitude pruning to ``sparsity``, then PTQ int8).
+        settings: ``FinetuneSettings`` (default: its defaults).
         out_dir: Output folder (default: ``compress/`` beside the student).
-        epochs, lr, batch_size: Fine-tuning recipe (Adam).
-        alpha, temperature: The KD loss weights (as the Distiller).
-        student_norm, teacher_norm: Each model's input normalisation.
+        verbose: Log each epoch and the result.
+        **overrides: Fields of ``settings`` to replace (``epochs=2``, ...).
 
     Returns:
         The dict written to ``compress_{method}.json``: Keras, PTQ-int8 and
@@ -79,24 +143,21 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     from tfigkd.compress.tf_keras_port import to_tf_keras
     from tfigkd.data import make_dataset, normalize
     from tfigkd.distill.logit_cache import IndexedRows, compute_logits
-    from tfigkd.distill.losses import ce_loss, kd_loss
     from tfigkd.export.checks import litert_check
     from tfigkd.export.sampling import check_subset, representative_images
     from tfigkd.export.tflite import convert, save_tflite
     from tfigkd.models import load_model_file
 
-    if method not in METHODS:
-        raise UserError(f"method must be one of {METHODS}, got {method!r}.")
-    if method == "prune" and not 0.0 < sparsity < 1.0:
-        raise UserError(f"sparsity must be in (0, 1), got {sparsity}.")
+    s = dataclasses.replace(settings or FinetuneSettings(), **overrides).check()
+    method = s.method
     t_start = time.time()
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(student_path)), "compress")
     os.makedirs(out_dir, exist_ok=True)
     student = load_model_file(student_path, "--model")
     teacher = load_model_file(teacher_path, "--teacher")
-    test = check_subset(splits.test, check_images)
-    x_test = normalize(test.x, student_norm, splits.mean, splits.std).numpy()
-    rep = representative_images(splits, student_norm, calibration_images, seed)
+    test = check_subset(splits.test, s.check_images)
+    x_test = normalize(test.x, s.student_norm, splits.mean, splits.std).numpy()
+    rep = representative_images(splits, s.student_norm, s.calibration_images, s.seed)
     ref = student.predict(x_test, batch_size=256, verbose=0).argmax(1)
 
     def lite_acc(data):
@@ -106,45 +167,25 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     ptq = convert(student, "int8", rep)
     ptq_acc, ptq_agree = lite_acc(ptq)
 
-    logits = compute_logits(teacher, splits.train, teacher_norm, splits.mean, splits.std)
-    teacher_of = IndexedRows(logits, splits.train.index)
-    keras.utils.set_random_seed(seed)
+    logits = compute_logits(teacher, splits.train, s.teacher_norm, splits.mean, splits.std)
+    keras.utils.set_random_seed(s.seed)
     twin = to_tf_keras(student)
-    steps = epochs * -(-len(splits.train) // batch_size)
-    model, callbacks = _wrap(twin, method, sparsity, steps)
+    steps_per_epoch = -(-len(splits.train) // s.batch_size)
+    model, callbacks = _wrap(twin, method, s.sparsity, s.epochs * steps_per_epoch)
     import tf_keras
 
-    opt = tf_keras.optimizers.Adam(lr)
-    steps_per_epoch = -(-len(splits.train) // batch_size)
-    ds = iter(make_dataset(splits.train, batch_size=batch_size, training=True,
-                           input_norm=student_norm, mean=splits.mean, std=splits.std,
-                           crop_pad=crop_pad, flip=flip, seed=seed, with_index=True,
-                           num_epochs=epochs))
-
-    @tf.function
-    def train_step(x, idx, y):
-        with tf.GradientTape() as tape:
-            s = model(x, training=True)
-            loss = alpha * kd_loss(teacher_of(idx), s, temperature) + (1 - alpha) * ce_loss(y, s)
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    for cb in callbacks:
-        cb.set_model(model)
-        cb.on_train_begin()
+    model.compile(optimizer=tf_keras.optimizers.Adam(s.lr),
+                  loss=kd_objective(s.alpha, s.temperature))
+    train_ds = _with_teacher(make_dataset(
+        splits.train, batch_size=s.batch_size, training=True, input_norm=s.student_norm,
+        mean=splits.mean, std=splits.std, crop_pad=s.crop_pad, flip=s.flip, seed=s.seed,
+        with_index=True, num_epochs=s.epochs), IndexedRows(logits, splits.train.index))
     t0 = time.time()
-    for epoch in range(epochs):
-        losses = []
-        for b in range(steps_per_epoch):
-            inputs, y = next(ds)
-            for cb in callbacks:
-                cb.on_train_batch_begin(batch=b)
-            losses.append(float(train_step(inputs["image"], inputs["index"], y)))
-        for cb in callbacks:
-            cb.on_epoch_end(epoch)
-        if verbose:
-            log.info("[%s] epoch %d/%d: loss %.4f", method, epoch + 1, epochs, np.mean(losses))
+    history = model.fit(train_ds, epochs=s.epochs, steps_per_epoch=steps_per_epoch,
+                        callbacks=callbacks, verbose=0)
+    if verbose:
+        for epoch, loss in enumerate(history.history["loss"], 1):
+            log.info("[%s] epoch %d/%d: loss %.4f", method, epoch, s.epochs, loss)
     train_s = time.time() - t0
     pruned_share = None
     if method == "prune":
@@ -161,8 +202,8 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
     result = {
         "tfigkd_version": tfigkd.__version__, "method": method, "student": os.path.abspath(student_path),
         "teacher": os.path.abspath(teacher_path), "test_images": int(len(test)),
-        "epochs": epochs, "lr": lr, "batch_size": batch_size, "alpha": alpha,
-        "temperature": temperature, "train_seconds": train_s,
+        "epochs": s.epochs, "lr": s.lr, "batch_size": s.batch_size, "alpha": s.alpha,
+        "temperature": s.temperature, "train_seconds": train_s,
         "keras_accuracy": float((ref == test.y).mean()),
         "finetuned_float_accuracy": float((float_pred == test.y).mean()),
         "ptq_int8": {"accuracy": ptq_acc, "agreement_with_keras": ptq_agree, "bytes": len(ptq),
@@ -173,7 +214,7 @@ def compress_student(student_path, teacher_path, splits, method="qat", out_dir=N
         "wall_seconds": time.time() - t_start,
     }
     if method == "prune":
-        result["target_sparsity"] = sparsity
+        result["target_sparsity"] = s.sparsity
         result["kernel_sparsity"] = pruned_share
     result[f"{method}_minus_ptq"] = acc - ptq_acc
     write_json(os.path.join(out_dir, f"compress_{method}.json"), result)

@@ -30,7 +30,8 @@ import keras
 import tensorflow as tf
 
 from tfigkd.distill.logit_cache import IndexedRows
-from tfigkd.distill.terms import LogitsKD, SupervisedCE, at_loss_per_example, weighted_mean
+from tfigkd.distill.terms import (LogitsKD, SupervisedCE, at_loss_per_example, total_loss,
+                                  weighted_mean)
 from tfigkd.errors import UserError
 
 
@@ -276,7 +277,7 @@ class Distiller(keras.Model):
         if not training or not self._term_names:
             return per_replica(supervised)
         kd, at = self.distillation_terms(x, y_pred, features, sample_weight)
-        total = self.alpha * kd + (1.0 - self.alpha) * supervised + self.gamma * at
+        total = total_loss(self.alpha, supervised, kd, self.gamma, at)
         for tracker, value in ((self.ce_tracker, supervised), (self.kd_tracker, kd),
                                (self.at_tracker, at)):
             if tracker is not None:
@@ -297,7 +298,7 @@ class Distiller(keras.Model):
         # The training form of the loss, whether the student ran in training mode or not.
         ce = self.supervised_loss(inputs, y, logits, sample_weight, training=True)
         kd, at = self.distillation_terms(inputs, logits, features, sample_weight)
-        total = self.alpha * kd + (1.0 - self.alpha) * ce + self.gamma * at
+        total = total_loss(self.alpha, ce, kd, self.gamma, at)
         return total, ce, kd, at, logits
 
     def test_step(self, data):

@@ -8,7 +8,9 @@ student_outputs)`` gives the batch mean, so each also works inside
 
     loss = (1 - alpha) * SupervisedCE + alpha * LogitsKD + gamma * AT
 
-A new loss term is one class here plus its weight in ``Distiller``.
+``total_loss`` is that sum, written once: the Distiller and the QAT/pruning
+fine-tuning (``tfigkd.compress``) both use it. A new loss term is one class
+here, its weight in ``tfigkd.modes.Weights`` and its place in ``total_loss``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,19 @@ def weighted_mean(values, sample_weight=None, mask=None):
         return tf.reduce_sum(values * w) / tf.cast(tf.size(values), values.dtype)
     m = tf.cast(mask, values.dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(values * w * m), tf.reduce_sum(m))
+
+
+def total_loss(alpha, ce, kd=0.0, gamma=0.0, at=0.0):
+    """The training objective: ``alpha * kd + (1 - alpha) * ce + gamma * at``.
+
+    Args:
+        alpha: Weight of the logits KD term (the supervised term gets 1 - alpha).
+        ce: The supervised term (scalar or per example).
+        kd: The logits KD term.
+        gamma: Weight of attention transfer.
+        at: The attention-transfer term.
+    """
+    return alpha * kd + (1.0 - alpha) * ce + gamma * at
 
 
 @keras.saving.register_keras_serializable(package="tfigkd")
@@ -112,5 +127,5 @@ class SupervisedCE(keras.distillation.DistillationLoss):
         return cls()
 
 
-__all__ = ["AttentionTransfer", "LogitsKD", "SupervisedCE", "at_loss_per_example",
+__all__ = ["AttentionTransfer", "LogitsKD", "SupervisedCE", "at_loss_per_example", "total_loss",
            "weighted_mean"]
