@@ -43,6 +43,7 @@ CASES = {"plain": ("student", "online", "none"), "kd_online": ("kd", "online", "
 
 def run_case(cfg, splits, teacher, tpath, name, epochs, work):
     from tfigkd.distill.logit_cache import student_logit_cache
+    from tfigkd.experiments.plan import Unit, plan_of
     from tfigkd.experiments.student import train_student
     from tfigkd.io import read_json
 
@@ -53,7 +54,7 @@ def run_case(cfg, splits, teacher, tpath, name, epochs, work):
     folder = os.path.join(work, name)
     cached = (student_logit_cache(c, os.path.join(folder, "teacher_logits"), tpath, splits,
                                   teacher=teacher) if teacher_mode == "cached" else None)
-    train_student(c, folder, splits, mode, 0, teacher=teacher, cached=cached, verbose=0)
+    train_student(plan_of(c, folder, splits, teacher=teacher, cached=cached), Unit(mode, 0))
     state = read_json(os.path.join(folder, "students", f"{mode}-s0", "work", "state.json"))
     out = {"epoch_seconds": state["epoch_seconds"][1:]}
     views = os.path.join(folder, "teacher_views")

@@ -44,6 +44,7 @@ from tfigkd.data import load_splits  # noqa: E402
 from tfigkd.experiments.common import (classification_compile, machine_info,  # noqa: E402
                                        steps_per_epoch, training_data)
 from tfigkd.experiments.optim import build_optimizer  # noqa: E402
+from tfigkd.experiments.plan import Unit, plan_of  # noqa: E402
 from tfigkd.experiments.student import build_distillation, train_student  # noqa: E402
 from tfigkd.experiments.teacher import train_teacher  # noqa: E402
 from tfigkd.io import read_json  # noqa: E402
@@ -112,8 +113,9 @@ def pipeline_rate(case, cfg, splits, teacher, maps, logits, epochs, work):
         c = _with_teacher_mode(cfg, teacher_mode)
         c = dataclasses.replace(c, student=dataclasses.replace(
             c.student, train=dataclasses.replace(c.student.train, epochs=epochs, verbose=0)))
-        train_student(c, out, splits, mode, 0, teacher=teacher, maps=maps,
-                      cached=logits if c.student.teacher_mode == "cached" else None, verbose=0)
+        train_student(plan_of(c, out, splits, teacher=teacher, maps=maps,
+                              cached=logits if c.student.teacher_mode == "cached" else None),
+                      Unit(mode, 0))
         state = read_json(os.path.join(out, "students", f"{mode}-s0", "work", "state.json"))
     secs = np.array(state["epoch_seconds"])
     return len(splits.train) / secs[1:], float(secs[0])

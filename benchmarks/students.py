@@ -42,6 +42,7 @@ from tfigkd.config import load_config  # noqa: E402
 from tfigkd.data import load_splits  # noqa: E402
 from tfigkd.distill.logit_cache import student_logit_cache  # noqa: E402
 from tfigkd.bench.machine import machine_info  # noqa: E402
+from tfigkd.experiments.plan import Unit, plan_of  # noqa: E402
 from tfigkd.experiments.student import train_student  # noqa: E402
 from tfigkd.export.exporter import export_model  # noqa: E402
 from tfigkd.models import PRESETS, count_macs, load_model_file, trainable_params  # noqa: E402
@@ -137,8 +138,8 @@ def main(argv=None):
     for design in args.designs:
         dcfg = _student_cfg(cfg, design, args.modes)
         for mode in args.modes:
-            m = train_student(dcfg, os.path.join(args.work, design), splits, mode, 0,
-                              teacher=None, cached=logits, verbose=0)
+            m = train_student(plan_of(dcfg, os.path.join(args.work, design), splits,
+                                      cached=logits), Unit(mode, 0))
             log.info("%-22s %-8s val %.4f test %.4f (%.0f s)", design, mode, m["val_accuracy"],
                      m["test_accuracy"], m["train_seconds"])
             models.append({"name": design, "model": PRESETS[design][0],

@@ -110,6 +110,7 @@ def test_stored_and_derived_overlay_settings_are_recorded_and_checked(ablated, t
     import shutil
 
     from tfigkd.errors import UserError
+    from tfigkd.experiments.plan import Unit, plan_of
     from tfigkd.experiments.student import train_student
 
     cfg, out, _, _, _ = ablated
@@ -133,11 +134,11 @@ def test_stored_and_derived_overlay_settings_are_recorded_and_checked(ablated, t
     m["run_recipe"]["overlay"]["version"] = 0
     json.dump(m, open(path, "w"))
     with pytest.raises(UserError, match=r"overlay\.version: 0 -> 1"):
-        train_student(cfg, copy, splits, "kd_shuffled", 1)
+        train_student(plan_of(cfg, copy, splits), Unit("kd_shuffled", 1))
     # Runs from before overlay settings were recorded count as version 1 and are reused.
     del m["run_recipe"]["overlay"]
     json.dump(m, open(path, "w"))
-    assert train_student(cfg, copy, splits, "kd_shuffled", 1)["seed"] == 1
+    assert train_student(plan_of(cfg, copy, splits), Unit("kd_shuffled", 1))["seed"] == 1
     assert os.path.getmtime(keras_file) == stamp
     # Changing the noise blur refuses a finished noise student.
     cfg2 = config_from_dict({**_dict(cfg), "controls": {"noise_sigma": 3.0}})

@@ -15,7 +15,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 ALGORITHMS = ("distribute", "data", "models", "attribution", "augment", "distill", "ablation", "tuning",
               "export", "bench", "compress")
 # Imported by everything (and by `tfigkd --help` / check-config): they import only each other.
-FOUNDATION = ("errors", "faults", "io", "layout", "lock", "schema", "modes")
+FOUNDATION = ("errors", "faults", "freshness", "io", "layout", "lock", "schema", "modes")
 FRONT_ENDS = ("tfigkd.api", "tfigkd.cli", "tfigkd.__main__")
 
 

@@ -152,6 +152,7 @@ def test_streaming_trains_the_same_teacher_and_maps(tmp_path):
     from tfigkd.config import config_from_dict
     from tfigkd.data import load_splits
     from tfigkd.data.lazy import LazyRows
+    from tfigkd.experiments.plan import Unit, plan_of
     from tfigkd.experiments.student import train_student
     from tfigkd.experiments.teacher import train_teacher
 
@@ -171,7 +172,7 @@ def test_streaming_trains_the_same_teacher_and_maps(tmp_path):
         maps = load_ig_maps(cfg, out, splits)
         # Streamed images get streamed maps (joined once into the run folder).
         assert isinstance(maps, LazyRows) == (budget == 0)
-        train_student(cfg, out, splits, "kd_ig", 0, teacher=teacher, maps=maps)
+        train_student(plan_of(cfg, out, splits, teacher=teacher, maps=maps), Unit("kd_ig", 0))
         results.append((metrics, teacher.get_weights(), np.asarray(maps),
                         keras.models.load_model(os.path.join(out, "students", "kd_ig-s0",
                                                              "student.keras")).get_weights()))

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tfigkd.models.teacher_io import NORMS
-# ConfigError, apply_overrides, config_diff: importable from here, as before they moved.
-from tfigkd.schema import (ConfigError, apply_overrides, config_diff, from_dict,  # noqa: F401
+# ConfigError, apply_overrides: importable from here, as before they moved.
+from tfigkd.schema import (ConfigError, apply_overrides, from_dict,  # noqa: F401
                            read_yaml_mapping)
 from tfigkd.config_checks import check_paths
 from tfigkd.tuning.space import check_space

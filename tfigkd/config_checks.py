@@ -53,8 +53,6 @@ def check_paths(cfg, errors):
         except UserError as e:
             errors.append(f"student.modes: {e}")
     if cfg.ig.adaptive and cfg.ig.method == "nested_trapezoid":
-        from tfigkd.attribution.nested_ig import nested_steps_problem
-
         problem = nested_steps_problem(min(cfg.ig.start_steps, cfg.ig.n_steps), cfg.ig.n_steps)
         if problem:
             errors.append(f"ig.start_steps / ig.n_steps: {problem}")
@@ -66,3 +64,17 @@ def check_paths(cfg, errors):
     if cfg.teacher.path and not os.path.exists(os.path.expanduser(cfg.teacher.path)):
         errors.append(f"teacher.path: {cfg.teacher.path!r} does not exist; "
                       "remove it to train a teacher, or point it to a .keras file.")
+
+
+def power_of_two(n):
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+def nested_steps_problem(start_steps, max_steps):
+    """What is wrong with these step counts for the nested IG rule, or None."""
+    s, m = int(start_steps), int(max_steps)
+    if power_of_two(s) and power_of_two(m) and s <= m:
+        return None
+    return (f"the nested IG rule halves panels, so ig.start_steps and ig.n_steps must be "
+            f"powers of two with start_steps <= n_steps; got {start_steps} and {max_steps} "
+            "(e.g. 8 and 128).")

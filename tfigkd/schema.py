@@ -175,19 +175,3 @@ def read_yaml_mapping(path: str) -> dict:
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, "
                           f"teacher:, ...), got a {type(data).__name__}.")
     return data
-
-
-def config_diff(old, new, prefix):
-    """A short "key: old -> new" list of differing settings ('' if none or unknown)."""
-    if old is None:
-        return ""  # written by an older tfigkd: nothing to compare
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            sub = config_diff(a, b, f"{prefix}.{k}")
-            if sub:
-                out.append(sub)
-        elif a != b:
-            out.append(f"{prefix}.{k}: {a!r} -> {b!r}")
-    return ", ".join(out)

@@ -16,7 +16,10 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from tfigkd.config import IGConfig
 from tfigkd.errors import UserError
+
+_IG = IGConfig()  # the defaults, written once
 
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "trapezoid")
 # The rule whose points nest (tfigkd/attribution/nested_ig.py): a trapezoid on
@@ -65,7 +68,7 @@ class IntegratedGradients:
             explains softmax(logits) of the target.
     """
 
-    def __init__(self, model, output="logits", strategy=None):
+    def __init__(self, model, output=_IG.output, strategy=None):
         if output not in OUTPUTS:
             raise UserError(f"output must be one of {OUTPUTS}, got {output!r}.")
         self.model = model
@@ -134,8 +137,8 @@ class IntegratedGradients:
                                             seg_idx, num_segments=num_segments)
         return sums, outs
 
-    def attribute(self, images, targets, *, baseline=None, n_steps=128,
-                  method="gausslegendre", internal_batch_size=None,
+    def attribute(self, images, targets, *, baseline=None, n_steps=_IG.n_steps,
+                  method=_IG.method, internal_batch_size=None,
                   return_delta=False, norm=None):
         """See ``integrated_gradients``."""
         x, targets = check_inputs(images, targets)
@@ -165,8 +168,8 @@ class IntegratedGradients:
         return attributions, delta.astype(np.float32)
 
 
-    def attribute_adaptive(self, images, targets, *, baseline=None, rtol=0.01, atol=1e-4,
-                           start_steps=8, max_steps=256, method="gausslegendre",
+    def attribute_adaptive(self, images, targets, *, baseline=None, rtol=_IG.rtol, atol=_IG.atol,
+                           start_steps=_IG.start_steps, max_steps=256, method=_IG.method,
                            internal_batch_size=None, norm=None):
         """See ``adaptive_integrated_gradients``."""
         if method == NESTED:
@@ -208,9 +211,9 @@ class IntegratedGradients:
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def integrated_gradients(model, images, targets, *, baseline=None, n_steps=128,
-                         method="gausslegendre", internal_batch_size=None,
-                         output="logits", return_delta=False, norm=None):
+def integrated_gradients(model, images, targets, *, baseline=None, n_steps=_IG.n_steps,
+                         method=_IG.method, internal_batch_size=None,
+                         output=_IG.output, return_delta=False, norm=None):
     """Integrated Gradients of ``model``'s target outputs w.r.t. its inputs.
 
     Args:
@@ -248,10 +251,10 @@ def integrated_gradients(model, images, targets, *, baseline=None, n_steps=128,
 
 
 
-def adaptive_integrated_gradients(model, images, targets, *, baseline=None, rtol=0.01,
-                                  atol=1e-4, start_steps=8, max_steps=256,
-                                  method="gausslegendre", internal_batch_size=None,
-                                  output="logits", norm=None):
+def adaptive_integrated_gradients(model, images, targets, *, baseline=None, rtol=_IG.rtol,
+                                  atol=_IG.atol, start_steps=_IG.start_steps, max_steps=256,
+                                  method=_IG.method, internal_batch_size=None,
+                                  output=_IG.output, norm=None):
     """IG with as many quadrature steps per image as its completeness needs.
 
     Every image starts with ``start_steps``; those whose completeness error

@@ -28,21 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfigkd.attribution.baselines import check_inputs, make_baseline
+from tfigkd.config import IGConfig
+from tfigkd.config_checks import nested_steps_problem
 from tfigkd.errors import UserError
 
-
-def _power_of_two(n):
-    return n >= 1 and (n & (n - 1)) == 0
-
-
-def nested_steps_problem(start_steps, max_steps):
-    """What is wrong with these step counts for the nested rule, or None."""
-    s, m = int(start_steps), int(max_steps)
-    if _power_of_two(s) and _power_of_two(m) and s <= m:
-        return None
-    return (f"the nested IG rule halves panels, so ig.start_steps and ig.n_steps must be "
-            f"powers of two with start_steps <= n_steps; got {start_steps} and {max_steps} "
-            "(e.g. 8 and 128).")
+_IG = IGConfig()  # the defaults, written once
 
 
 def check_nested_steps(start_steps, max_steps):
@@ -76,8 +66,8 @@ def _evaluate(ig, xt, bt, tt, img, seg, alphas, weights, n_segments, chunk):
     return sums, outs
 
 
-def nested_adaptive(ig, images, targets, *, baseline=None, rtol=0.01, atol=1e-4,
-                    start_steps=8, max_steps=256, internal_batch_size=None, norm=None):
+def nested_adaptive(ig, images, targets, *, baseline=None, rtol=_IG.rtol, atol=_IG.atol,
+                    start_steps=_IG.start_steps, max_steps=256, internal_batch_size=None, norm=None):
     """Per-image, per-panel adaptive IG on a nested trapezoid rule.
 
     Args:

@@ -11,22 +11,16 @@ import logging
 import numpy as np
 
 from tfigkd.attribution.integrated_gradients import IntegratedGradients, ig_map
-from tfigkd.attribution.store import IGSettings
+from tfigkd.attribution.settings import IGSettings
 from tfigkd.data import normalize
 
 log = logging.getLogger(__name__)
 
-def ig_settings(ig_cfg):
-    """The ``IGSettings`` recorded in (and checked against) a store."""
-    return IGSettings(n_steps=ig_cfg.n_steps, method=ig_cfg.method, baseline=ig_cfg.baseline,
-                      output=ig_cfg.output, reduce=ig_cfg.reduce,
-                      internal_batch_size=ig_cfg.internal_batch_size,
-                      adaptive=ig_cfg.adaptive, start_steps=ig_cfg.start_steps,
-                      rtol=ig_cfg.rtol, atol=ig_cfg.atol)
-
-
-def make_compute_fn(teacher, ig_cfg, input_norm, mean, std, strategy=None):
+def make_compute_fn(teacher, settings, input_norm, mean, std, strategy=None):
     """``fn(x_uint8, labels) -> (maps, delta, rel_error)`` for ``write_store``.
+
+    ``settings``: the ``IGSettings`` the store records (``ig_settings``), so
+    the maps are computed with exactly the recorded settings.
 
     A teacher at another resolution than the data gets the images resized to
     its own; its maps are resized back to the data's (``teacher_io``).
@@ -37,7 +31,11 @@ def make_compute_fn(teacher, ig_cfg, input_norm, mean, std, strategy=None):
     from tfigkd.distribute import in_scope
     from tfigkd.models.teacher_io import affine, resize_images, resize_maps, teacher_size
 
-    ig = IntegratedGradients(in_scope(teacher, strategy), ig_cfg.output, strategy)
+    if not isinstance(settings, IGSettings):
+        raise TypeError("make_compute_fn takes the IGSettings a store records "
+                        "(tfigkd.attribution.precompute.ig_settings(cfg.ig)).")
+    ig_set = settings
+    ig = IntegratedGradients(in_scope(teacher, strategy), ig_set.output, strategy)
     norm = None if input_norm == "unit" else affine(input_norm, mean, std,
                                                      teacher.input_shape[-1])
     size = teacher_size(teacher)
@@ -45,19 +43,19 @@ def make_compute_fn(teacher, ig_cfg, input_norm, mean, std, strategy=None):
     def compute(x_uint8, labels):
         data_size = tuple(x_uint8.shape[1:3])
         x = normalize(resize_images(x_uint8, size), input_norm, mean, std).numpy()
-        if ig_cfg.adaptive:
+        if ig_set.adaptive:
             attr, delta, _ = ig.attribute_adaptive(
-                x, labels, baseline=ig_cfg.baseline, rtol=ig_cfg.rtol, atol=ig_cfg.atol,
-                start_steps=min(ig_cfg.start_steps, ig_cfg.n_steps), max_steps=ig_cfg.n_steps,
-                method=ig_cfg.method, internal_batch_size=ig_cfg.internal_batch_size, norm=norm)
+                x, labels, baseline=ig_set.baseline, rtol=ig_set.rtol, atol=ig_set.atol,
+                start_steps=min(ig_set.start_steps, ig_set.n_steps), max_steps=ig_set.n_steps,
+                method=ig_set.method, internal_batch_size=ig_set.internal_batch_size, norm=norm)
         else:
-            attr, delta = ig.attribute(x, labels, baseline=ig_cfg.baseline,
-                                       n_steps=ig_cfg.n_steps, method=ig_cfg.method,
+            attr, delta = ig.attribute(x, labels, baseline=ig_set.baseline,
+                                       n_steps=ig_set.n_steps, method=ig_set.method,
                                        return_delta=True, norm=norm,
-                                       internal_batch_size=ig_cfg.internal_batch_size)
+                                       internal_batch_size=ig_set.internal_batch_size)
         # F(x) - F(x') = sum(IG) + delta, the scale the error is relative to.
         span = np.abs(attr.reshape(len(x), -1).sum(1) + delta)
         rel = np.abs(delta) / np.maximum(span, 1e-6)
-        return resize_maps(ig_map(attr, ig_cfg.reduce), data_size), delta, rel
+        return resize_maps(ig_map(attr, ig_set.reduce), data_size), delta, rel
 
     return compute

@@ -26,11 +26,11 @@ import logging
 import os
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tfigkd.attribution.store import IGSettings
+from tfigkd.attribution.settings import IGSettings, ig_settings
 from tfigkd.errors import UserError
 from tfigkd.layout import ATTRIBUTIONS_DIR, IG_DIR
 
@@ -94,14 +94,10 @@ def source_settings(cfg, source):
         source: One of ``STORED_SOURCES``.
     """
     check_source(source)
-    ig = cfg.ig
-    ig_kw = dict(n_steps=ig.n_steps, method=ig.method, baseline=ig.baseline, output=ig.output,
-                 reduce=ig.reduce, internal_batch_size=ig.internal_batch_size)
     if source == "ig":
-        return IGSettings(**ig_kw, adaptive=ig.adaptive, start_steps=ig.start_steps,
-                          rtol=ig.rtol, atol=ig.atol)
-    if source == "ig_all_classes":
-        return IGAllClassesSettings(**ig_kw)
+        return ig_settings(cfg.ig)
+    if source == "ig_all_classes":  # the same IG settings (adaptive ones too), summed over classes
+        return IGAllClassesSettings(**asdict(ig_settings(cfg.ig)))
     c = cfg.controls
     if source == "gradcam":
         # "auto" is resolved in the teacher (whose hash the store records), so it
@@ -125,9 +121,9 @@ def make_source_compute_fn(source, teacher, cfg, input_norm, mean, std, settings
     if source == "ig":
         from tfigkd.attribution.precompute import make_compute_fn
 
-        return make_compute_fn(teacher, cfg.ig, input_norm, mean, std, strategy)
+        return make_compute_fn(teacher, settings, input_norm, mean, std, strategy)
     if source == "ig_all_classes":
-        return _ig_all_classes_fn(teacher, cfg.ig, input_norm, mean, std, strategy)
+        return _ig_all_classes_fn(teacher, settings, input_norm, mean, std, strategy)
 
     def prep(x_uint8):
         return np.asarray(normalize(x_uint8, input_norm, mean, std), np.float32)
@@ -139,10 +135,10 @@ def make_source_compute_fn(source, teacher, cfg, input_norm, mean, std, settings
     return _smoothgrad_fn(teacher, settings, prep, settings.noise / scale)
 
 
-def _ig_all_classes_fn(teacher, ig_cfg, input_norm, mean, std, strategy=None):
+def _ig_all_classes_fn(teacher, settings, input_norm, mean, std, strategy=None):
     from tfigkd.attribution.precompute import make_compute_fn
 
-    per_class = make_compute_fn(teacher, ig_cfg, input_norm, mean, std, strategy)
+    per_class = make_compute_fn(teacher, settings, input_norm, mean, std, strategy)
     num_classes = int(teacher.output.shape[-1])
 
     def compute(x_uint8, labels):

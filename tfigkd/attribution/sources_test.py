@@ -7,6 +7,7 @@ import pytest
 
 from tfigkd.ablation.agreement import spearman
 from tfigkd.attribution.precompute import make_compute_fn
+from tfigkd.attribution.settings import ig_settings
 from tfigkd.experiments.attribution import load_ig_maps, precompute_ig, stored_sources
 from tfigkd.attribution.store import StoreMismatchError
 from tfigkd.config import MODES, config_from_dict
@@ -74,7 +75,8 @@ def test_ig_all_classes_is_the_sum_over_classes(run):
     precompute_ig(cfg, out, splits=splits, progress=False, source="ig_all_classes")
     stored = load_ig_maps(cfg, out, splits, source="ig_all_classes")[:6].astype(np.float32)
     teacher = load_model_file(os.path.join(out, "teacher.keras"), "teacher")
-    fn = make_compute_fn(teacher, cfg.ig, cfg.teacher.train.input_norm, splits.mean, splits.std)
+    fn = make_compute_fn(teacher, ig_settings(cfg.ig), cfg.teacher.train.input_norm, splits.mean,
+                         splits.std)
     x = splits.train.x[:6]
     want = sum(fn(x, np.full(6, c))[0] for c in range(splits.num_classes))
     np.testing.assert_allclose(stored, want, rtol=2e-3, atol=1e-3 * want.max())
@@ -118,3 +120,24 @@ def test_overlay_maps_take_each_mode_from_its_own_store():
         overlay_maps("smoothgrad", stored, 0)
     with pytest.raises(UserError, match="--source gradcam"):
         overlay_maps("gradcam", stored["ig"], 0)
+
+
+def test_every_ig_source_records_the_settings_its_maps_are_computed_with(toy_npz):
+    """ig_all_classes honours adaptive steps, so its store records them too: a store made
+    with fixed steps is not reused after ig.adaptive changes."""
+    from dataclasses import asdict
+
+    from tfigkd.attribution.sources import source_settings
+    from tfigkd.config import IGConfig
+
+    import dataclasses
+
+    cfg = config_from_dict(tiny_config_dict(toy_npz))
+    for adaptive in (False, True):
+        ig = IGConfig(**{**asdict(cfg.ig), "adaptive": adaptive, "rtol": 0.02})
+        c = dataclasses.replace(cfg, ig=ig)
+        for source in ("ig", "ig_all_classes"):
+            s = source_settings(c, source)
+            assert (s.adaptive, s.rtol) == (adaptive, 0.02), source
+            assert {k: v for k, v in asdict(s).items() if k != "source"} == \
+                asdict(ig_settings(ig))

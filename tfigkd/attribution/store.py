@@ -22,12 +22,13 @@ import glob
 import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import tensorflow as tf
 
-from tfigkd.config import config_diff
+from tfigkd.attribution.settings import stored_settings
+from tfigkd.freshness import recipe_diff
 from tfigkd.data.lazy import LazyRows, NpyRowWriter
 from tfigkd.errors import UserError
 from tfigkd.faults import fault_point
@@ -39,33 +40,6 @@ FORMAT_VERSION = 1
 
 class StoreMismatchError(UserError):
     """The stored maps do not belong to this data or teacher, or are damaged."""
-
-
-@dataclass
-class IGSettings:
-    """Everything that determines the maps (recorded in the manifest)."""
-    n_steps: int = 128
-    method: str = "gausslegendre"
-    baseline: str = "zeros"
-    output: str = "logits"
-    reduce: str = "sum_abs"
-    internal_batch_size: int = 512
-    # Adaptive steps (n_steps is then the cap); absent in stores made before.
-    adaptive: bool = False
-    start_steps: int = 8
-    rtol: float = 0.01
-    atol: float = 1e-4
-
-
-def stored_settings(d):
-    """Settings read from a store, with defaults for keys added after it was written.
-
-    Stores made before adaptive IG existed were made with fixed steps, which
-    is what the defaults of the newer keys say.
-    """
-    if isinstance(d, dict) and "n_steps" in d:  # IG-type settings (other sources differ)
-        return {**asdict(IGSettings()), **d}
-    return d
 
 
 def shard_name(k, n):
@@ -212,11 +186,8 @@ def _check_existing(store_dir, meta):
         old = read_json(side)
         old["settings"] = stored_settings(old.get("settings"))
         for key in ("fingerprint", "teacher_sha256", "settings", "shard_size", "num_shards"):
-            if old.get(key) != meta[key]:
-                if isinstance(meta[key], dict) and isinstance(old.get(key), dict):
-                    what = config_diff(old[key], meta[key], key)
-                else:
-                    what = f"{key}: {str(old.get(key))[:16]} -> {str(meta[key])[:16]}"
+            what = recipe_diff({key: old.get(key)}, {key: meta[key]})
+            if what:
                 raise StoreMismatchError(
                     f"{side} was made with a different {key} ({what}): the store belongs to "
                     "other data, another teacher or other IG settings; use a new --out folder "

@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tfigkd.attribution.store import (IGSettings, StoreMismatchError, finalize_store, load_maps,
+from tfigkd.attribution.settings import IGSettings
+from tfigkd.attribution.store import (StoreMismatchError, finalize_store, load_maps,
                                       parse_shard_spec, write_store)
 from tfigkd.data import Subset, fingerprint
 

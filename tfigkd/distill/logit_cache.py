@@ -22,6 +22,7 @@ import weakref
 import numpy as np
 
 from tfigkd.errors import UserError
+from tfigkd.freshness import is_current
 from tfigkd.io import atomic_path, file_sha256, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -187,11 +188,11 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
 
     thash = file_sha256(teacher_path)
     k = top_k_in_effect(top_k, splits.num_classes)
-    want = (splits.fingerprint, thash, k, float(temperature) if k else None)
+    want = {"fingerprint": splits.fingerprint, "teacher_sha256": thash, "top_k": k,
+            "temperature": float(temperature) if k else None}
     if os.path.exists(os.path.join(cache_dir, MANIFEST)):
         man = read_json(os.path.join(cache_dir, MANIFEST))
-        if (man.get("fingerprint"), man.get("teacher_sha256"), man.get("top_k"),
-                man.get("temperature")) == want:
+        if is_current({key: man.get(key) for key in want}, want):
             return load_logits(cache_dir, splits.train, splits.fingerprint, thash)
     if teacher is None:
         from tfigkd.models import load_model_file
@@ -211,9 +212,11 @@ def cached_teacher_logits(cache_dir, teacher_path, splits, input_norm, teacher=N
     return logits  # computed in splits.train's order: no need to read the file back
 
 
-def student_logit_cache(cfg, cache_dir, teacher_path, splits, teacher=None):
+def student_logit_cache(cfg, cache_dir, teacher_path, splits, teacher=None, top_k=None):
     """The cached teacher logits the config's students train with (``cached_teacher_logits``
     with the config's teacher normalisation, ``student.logit_top_k`` and temperature).
+
+    ``top_k=0``: all logits whatever the config says (tuning packs per trial).
 
     The one call ``tfigkd run`` and ``tfigkd ablate`` share, so a top-k cache
     and the Distiller that reads it always agree.
@@ -221,7 +224,8 @@ def student_logit_cache(cfg, cache_dir, teacher_path, splits, teacher=None):
     from tfigkd.distribute import inference_strategy
 
     return cached_teacher_logits(cache_dir, teacher_path, splits, cfg.teacher.train.input_norm,
-                                 teacher=teacher, top_k=cfg.student.logit_top_k,
+                                 teacher=teacher,
+                                 top_k=cfg.student.logit_top_k if top_k is None else top_k,
                                  temperature=cfg.student.temperature,
                                  strategy=inference_strategy(cfg.teacher.train))
 

@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from tfigkd.distill.logit_cache import LogitCacheMismatchError
+from tfigkd.freshness import recipe_diff
 from tfigkd.io import atomic_path, file_sha256, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,11 @@ def load_or_compute(cache_dir, recipe, compute, teacher_path):
         path = os.path.join(cache_dir, LOGITS_FILE)
         if os.path.exists(mpath):
             man = read_json(mpath)
-            if man.get("recipe") != recipe or man.get("format") != FORMAT_VERSION:
-                diff = sorted(k for k in set(recipe) | set(man.get("recipe") or {})
-                              if (man.get("recipe") or {}).get(k) != recipe.get(k))
+            diff = recipe_diff({"format": man.get("format"), **(man.get("recipe") or {})},
+                               {"format": FORMAT_VERSION, **recipe})
+            if diff:
                 raise LogitCacheMismatchError(
-                    f"{cache_dir} holds teacher logits of other views ({', '.join(diff) or 'format'} "
-                    f"differ); {fix}.")
+                    f"{cache_dir} holds teacher logits of other views ({diff}); {fix}.")
             if not os.path.exists(path) or file_sha256(path) != man["sha256"]:
                 raise LogitCacheMismatchError(f"{path} is missing or corrupt (checksum); {fix}.")
             return np.load(path)

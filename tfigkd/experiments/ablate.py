@@ -21,11 +21,10 @@ import os
 import numpy as np
 
 from tfigkd.data import load_splits
-from tfigkd.data.lazy import select_rows
-from tfigkd.data.split import fingerprint, stratified_subset
+from tfigkd.data.split import stratified_subset
 from tfigkd.errors import UserError
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import (AGREEMENT_DIR, AGREEMENT_FILE, LOGITS_DIR, METRICS_FILE, MODEL_FILE,
+from tfigkd.layout import (AGREEMENT_DIR, AGREEMENT_FILE, METRICS_FILE, MODEL_FILE,
                            SUBSETS_DIR, TEACHER_VAL_MAPS, student_dir)
 from tfigkd.lock import folder_lock
 
@@ -56,11 +55,6 @@ def subset_rows(splits, subset, fraction):
     """Positions in ``splits.train`` of Monte Carlo subset ``subset`` (stratified, seeded by it)."""
     size = max(1, int(round(fraction * len(splits.train))))
     return stratified_subset(splits.train.y, size, 7919 + int(subset))
-
-
-def _subset_splits(splits, rows):
-    train = splits.train.take(rows)
-    return dataclasses.replace(splits, train=train, fingerprint=fingerprint(train))
 
 
 def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=None, shard=(0, 1),
@@ -108,43 +102,27 @@ def ablate(cfg, out_dir, seeds=None, modes=None, subsets=None, subset_fraction=N
 
 
 def _run_units(cfg, out_dir, splits, todo, fraction, verbose, shared):
-    from tfigkd.experiments.attribution import prepare_overlay_maps
-    from tfigkd.distill.logit_cache import student_logit_cache
+    from tfigkd.experiments.plan import Unit, prepare_plan
     from tfigkd.experiments.student import train_student
-    from tfigkd.modes import parse_mode
-    from tfigkd.experiments.teacher import train_teacher
-    from tfigkd.models import load_model_file
 
-    modes = {u["mode"] for u in todo}
     # The first worker prepares the shared stages; the others wait for it and reuse them.
     with folder_lock(shared, wait=True):
-        t_metrics = train_teacher(cfg, shared, splits=splits, verbose=verbose)
-        tpath = t_metrics["model_path"]
-        teacher = load_model_file(tpath, "teacher")
-        cached = None
-        # {source: maps} of every stored source the modes overlay (IG, Grad-CAM, ...).
-        maps = prepare_overlay_maps(cfg, shared, splits, modes, progress=bool(verbose))
-        if any(parse_mode(m).needs_logit_cache(cfg.student) for m in modes):
-            cached = student_logit_cache(cfg, os.path.join(shared, LOGITS_DIR), tpath, splits,
-                                         teacher=teacher)
-        reference = (_teacher_val_maps(cfg, shared, splits, teacher, tpath)
+        plan = prepare_plan(cfg, shared, splits, sorted({u["mode"] for u in todo}),
+                            verbose=verbose)
+        tpath = plan.shared.teacher_file
+        reference = (_teacher_val_maps(cfg, shared, splits, plan.shared.teacher, tpath)
                      if cfg.ablation.agreement_images else None)
     # Units train in their own folders with the shared teacher named explicitly.
-    ucfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, path=tpath))
-    for n, unit in enumerate(todo, 1):
-        usplits, umaps, ucached = splits, maps, cached
-        if unit["subset"] is not None:
-            rows = subset_rows(splits, unit["subset"], fraction)
-            usplits = _subset_splits(splits, rows)
-            umaps = None if maps is None else {k: select_rows(v, rows) for k, v in maps.items()}
-            ucached = None if cached is None else cached[rows]
-        folder = unit_dir(out_dir, unit)
-        m = train_student(ucfg, folder, usplits, unit["mode"], unit["seed"], teacher=teacher,
-                          maps=umaps, cached=ucached, verbose=verbose)
+    plan.cfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, path=tpath))
+    for n, u in enumerate(todo, 1):
+        unit = Unit(u["mode"], u["seed"], folder=unit_dir(out_dir, u),
+                    rows=None if u["subset"] is None else subset_rows(splits, u["subset"],
+                                                                      fraction))
+        m = train_student(plan, unit)
         if reference is not None:
-            _agreement(ucfg, student_dir(folder, unit["mode"], unit["seed"]), m, reference)
-        log.info("[%d/%d] %s seed %d%s: val %.4f test %.4f", n, len(todo), unit["mode"],
-                 unit["seed"], "" if unit["subset"] is None else f" subset {unit['subset']}",
+            _agreement(plan.cfg, plan.unit_dir(unit), m, reference)
+        log.info("[%d/%d] %s seed %d%s: val %.4f test %.4f", n, len(todo), u["mode"],
+                 u["seed"], "" if u["subset"] is None else f" subset {u['subset']}",
                  m["val_accuracy"], m["test_accuracy"])
 
 
@@ -156,8 +134,9 @@ def _agreement_images(cfg, splits):
 def _ig_maps(model, ig_cfg, input_norm, splits, images):
     """IG maps (true class) of ``images`` under ``model``, batched as the IG store does."""
     from tfigkd.attribution.precompute import make_compute_fn
+    from tfigkd.attribution.settings import ig_settings
 
-    fn = make_compute_fn(model, ig_cfg, input_norm, *((splits.mean, splits.std) if splits
+    fn = make_compute_fn(model, ig_settings(ig_cfg), input_norm, *((splits.mean, splits.std) if splits
                                                       else (None, None)))
     step = ig_cfg.batch_size
     return np.concatenate([fn(images.x[i:i + step], images.y[i:i + step])[0]

@@ -16,6 +16,7 @@ from tfigkd.attribution.store import (MANIFEST, finalize_store, load_maps, missi
                                       stored_settings, verify_store, write_store)
 from tfigkd.data import load_splits
 from tfigkd.errors import UserError
+from tfigkd.freshness import is_current
 from tfigkd.distribute import inference_strategy
 from tfigkd.io import file_sha256, read_json
 from tfigkd.layout import JOINED_MAPS_DIR, teacher_path
@@ -68,8 +69,10 @@ def precompute_ig(cfg, out_dir, splits=None, shard=(0, 1), verify_only=False, pr
         mpath = os.path.join(store, MANIFEST)
         if os.path.exists(mpath):
             man = read_json(mpath)
-            if (man["fingerprint"], man["teacher_sha256"], stored_settings(man["settings"])) == \
-                    (splits.fingerprint, thash, asdict(settings)):
+            if is_current({"fingerprint": man["fingerprint"], "teacher_sha256": man["teacher_sha256"],
+                           "settings": stored_settings(man["settings"])},
+                          {"fingerprint": splits.fingerprint, "teacher_sha256": thash,
+                           "settings": asdict(settings)}):
                 return man  # readers check every shard's checksum when they load
         teacher = load_model_file(tpath, "teacher")
         check_fits_data(teacher, splits, f"Teacher {tpath}", cfg.teacher.input_size)
@@ -114,12 +117,12 @@ def prepare_overlay_maps(cfg, out_dir, splits, modes, progress=True):
     """Computes (or reuses) the store of every source ``modes`` overlay and loads them.
 
     Returns:
-        ``{source: maps}`` aligned with ``splits.train``, or None when no mode
-        has an overlay.
+        (``{source: maps}`` aligned with ``splits.train`` or None when no mode
+        has an overlay, the IG store's manifest or None).
     """
-    sources = stored_sources(modes)
-    out = {}
-    for source in sources:
-        precompute_ig(cfg, out_dir, splits=splits, progress=progress, source=source)
+    out, manifest = {}, None
+    for source in stored_sources(modes):
+        man = precompute_ig(cfg, out_dir, splits=splits, progress=progress, source=source)
+        manifest = man if source == "ig" else manifest
         out[source] = load_ig_maps(cfg, out_dir, splits, source=source)
-    return out or None
+    return out or None, manifest

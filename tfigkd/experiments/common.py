@@ -25,14 +25,21 @@ def training_data(splits, train_cfg, seed, **kwargs):
     return build
 
 
-def eval_datasets(splits, train_cfg, batch_size=None, image_size=None):
-    """(validation, test) pipelines with a recipe's input normalisation, un-augmented.
+def eval_dataset(splits, which, train_cfg, batch_size=None, image_size=None):
+    """The un-augmented pipeline of one split (``which``: "val" or "test") with a
+    recipe's input normalisation.
 
     ``image_size``: resize to a model's own (H, W) (e.g. ``teacher.input_size``).
     """
-    return tuple(make_dataset(getattr(splits, k), batch_size=batch_size or train_cfg.batch_size,
-                              training=False, input_norm=train_cfg.input_norm, mean=splits.mean,
-                              std=splits.std, image_size=image_size) for k in ("val", "test"))
+    return make_dataset(getattr(splits, which), batch_size=batch_size or train_cfg.batch_size,
+                        training=False, input_norm=train_cfg.input_norm, mean=splits.mean,
+                        std=splits.std, image_size=image_size)
+
+
+def eval_datasets(splits, train_cfg, batch_size=None, image_size=None):
+    """(validation, test) pipelines (``eval_dataset``)."""
+    return tuple(eval_dataset(splits, k, train_cfg, batch_size, image_size)
+                 for k in ("val", "test"))
 
 
 def precise_bn_data(splits, train_cfg, seed, image_size=None, batch_size=128):

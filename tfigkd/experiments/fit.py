@@ -15,9 +15,9 @@ import time
 
 import keras
 
-from tfigkd.config import config_diff
 from tfigkd.errors import UserError
 from tfigkd.faults import fault_point
+from tfigkd.freshness import check_same_recipe
 from tfigkd.io import atomic_path, read_json, remove_stale_temps, write_json
 from tfigkd.layout import WORK_RECIPE, WORK_STATE
 
@@ -79,38 +79,6 @@ class _EpochState(keras.callbacks.Callback):
             except FileNotFoundError:
                 pass
         fault_point("fit:epoch_end")
-
-
-def check_same_recipe(recorded, recipe, folder, what, fix):
-    """Refuses to reuse or resume work made with other settings or data.
-
-    The one check behind every "reuse a finished result" and "resume a
-    partial run" decision, so all stages answer alike.
-
-    Args:
-        recorded: The recipe stored with the earlier work (None: written by
-            an older tfigkd that did not record one; accepted unchecked).
-        recipe: The recipe of the current call (a dict; ``fingerprint`` is
-            the training data's fingerprint).
-        folder: The folder holding the earlier work (for the message).
-        what: e.g. "a teacher trained" or "a partial teacher run (epoch 1 of 4) started".
-        fix: What the user can do, e.g. "use another --out folder or delete it".
-
-    Raises:
-        UserError: Naming the differing keys (``key: old -> new``).
-    """
-    if recorded is None:
-        return
-    if recorded.get("fingerprint") != recipe.get("fingerprint"):
-        raise UserError(
-            f"{folder} holds {what} on other data (fingerprint "
-            f"{str(recorded.get('fingerprint'))[:12]} vs {str(recipe.get('fingerprint'))[:12]}: "
-            f"the data, split, subset or seed changed); {fix}.")
-    diff = config_diff({k: v for k, v in recorded.items() if k != "fingerprint"},
-                       {k: v for k, v in recipe.items() if k != "fingerprint"}, "")
-    if diff:
-        diff = ", ".join(part.lstrip(".") for part in diff.split(", "))
-        raise UserError(f"{folder} holds {what} with other settings ({diff}); {fix}.")
 
 
 def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_dir, best_path,

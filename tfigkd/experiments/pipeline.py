@@ -18,18 +18,12 @@ import tfigkd
 from tfigkd.config import config_to_dict
 from tfigkd.data import load_splits
 from tfigkd.data.lazy import is_lazy
-from tfigkd.distill.logit_cache import student_logit_cache
-from tfigkd.experiments.attribution import (load_ig_maps, precompute_ig, prepare_overlay_maps,
-                                            stored_sources)
 from tfigkd.experiments.check import check_buildable
-from tfigkd.experiments.student import mode_weights, train_student
-from tfigkd.experiments.teacher import train_teacher
+from tfigkd.experiments.plan import Unit, prepare_plan
+from tfigkd.experiments.student import train_student
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import (EXPORT_DIR, IG_DIR, LOGITS_DIR, REPORT_HTML, REPORT_MD,
-                           SUMMARY_JSON)
+from tfigkd.layout import EXPORT_DIR, IG_DIR, REPORT_HTML, REPORT_MD, SUMMARY_JSON
 from tfigkd.lock import folder_lock
-from tfigkd.models import load_model_file
-from tfigkd.modes import parse_mode
 
 log = logging.getLogger(__name__)
 
@@ -229,27 +223,12 @@ def _run_pipeline(cfg, out_dir, verbose):
     # Every model the run will build, built once now: a bad model setting
     # fails in seconds instead of after the teacher has trained.
     check_buildable(cfg, splits)
-    t_metrics = train_teacher(cfg, out_dir, splits=splits, verbose=verbose)
-    teacher = load_model_file(t_metrics["model_path"], "teacher")
     modes = list(cfg.student.modes)
-    need_ig = any(mode_weights(m, cfg.student).p > 0 for m in modes)
-    manifest, maps, ig_seconds = None, None, None
-    if need_ig:
-        t_ig = time.time()
-        manifest = precompute_ig(cfg, out_dir, splits=splits, progress=bool(verbose))
-        ig_seconds = time.time() - t_ig
-        maps = load_ig_maps(cfg, out_dir, splits)
-        if stored_sources(modes) != ["ig"]:  # other stored overlay sources (kd_gradcam, ...)
-            maps = {"ig": maps, **prepare_overlay_maps(cfg, out_dir, splits, modes, bool(verbose))}
-    cached = None
-    if any(parse_mode(m).needs_logit_cache(cfg.student) for m in modes):
-        cached = student_logit_cache(cfg, os.path.join(out_dir, LOGITS_DIR),
-                                     t_metrics["model_path"], splits, teacher=teacher)
-    students = []
-    for mode in modes:
-        for seed in cfg.student.seeds:
-            students.append(train_student(cfg, out_dir, splits, mode, seed, teacher=teacher,
-                                          maps=maps, cached=cached, verbose=verbose))
+    plan = prepare_plan(cfg, out_dir, splits, modes, verbose=verbose)
+    t_metrics, teacher = plan.shared.teacher_metrics, plan.shared.teacher
+    manifest, maps, ig_seconds = plan.shared.ig_manifest, plan.shared.maps, plan.shared.ig_seconds
+    students = [train_student(plan, Unit(mode, seed)) for mode in modes
+                for seed in cfg.student.seeds]
     best = max(students, key=lambda m: m["val_accuracy"])  # chosen on validation, never test
     export = export_int8(cfg, out_dir, splits, best) if cfg.export.int8 else None
     deployed = (deploy(cfg, out_dir, splits, best, t_metrics["model_path"])

@@ -19,13 +19,14 @@ from tfigkd.errors import UserError
 from tfigkd.distribute import (in_scope, inference_strategy, is_chief,
                                            replicated, scope, strategy_for, weights_digest,
                                            worker_lock, worker_result)
-from tfigkd.experiments.common import (eval_datasets, evaluate_accuracy, precise_bn_data,
+from tfigkd.experiments.common import (eval_dataset, eval_datasets, evaluate_accuracy,
+                                       precise_bn_data,
                                        steps_per_epoch, training_data)
-from tfigkd.experiments.fit import check_same_recipe, fit_resumable, save_inference_copy
+from tfigkd.experiments.fit import fit_resumable, save_inference_copy
+from tfigkd.freshness import check_same_recipe
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
-from tfigkd.layout import (LOGS_DIR, METRICS_FILE, MODEL_FILE, VIEWS_DIR, WORK_DIR, student_dir,
-                           teacher_path)
+from tfigkd.layout import LOGS_DIR, METRICS_FILE, MODEL_FILE, WORK_DIR
 from tfigkd.models import build_model, count_macs, trainable_params
 from tfigkd.models.teacher_io import affine
 from tfigkd.modes import parse_mode
@@ -204,14 +205,13 @@ def per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir, tr
                            teacher_file)
 
 
-def run_recipe(cfg, out_dir, splits, mode, seed):
+def run_recipe(cfg, splits, mode, seed, teacher_sha256):
     """Everything one student run depends on: settings, mode, seed, data and, if used, the teacher."""
     alpha, p, gamma = mode_weights(mode, cfg.student)
     recipe = {"fingerprint": splits.fingerprint, "mode": mode, "seed": seed,
               "student": student_recipe(cfg)}
     if alpha > 0 or p > 0 or gamma > 0:
-        tpath = teacher_path(cfg, out_dir)
-        recipe["teacher_sha256"] = file_sha256(tpath) if os.path.exists(tpath) else None
+        recipe["teacher_sha256"] = teacher_sha256
     if p > 0:
         recipe["ig"] = config_to_dict(cfg.ig)
         overlay = overlay_recipe(cfg, mode, seed)
@@ -220,24 +220,19 @@ def run_recipe(cfg, out_dir, splits, mode, seed):
     return recipe
 
 
-def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cached=None,
-                  verbose=None):
-    """Trains one student; resumes or reuses a finished run in its folder.
+def train_student(plan, unit):
+    """Trains one student of a plan; resumes, or reuses a finished run in its folder.
+
+    The one training path of ``run``, ``ablate``, ``sweep`` and ``tune``.
 
     Args:
-        cfg: ``ExperimentConfig``.
-        out_dir: Run folder; this student goes to ``out_dir/students/{mode}-s{seed}``.
-        splits: ``SplitData``.
-        mode: One of the eight modes.
-        seed: Training seed.
-        teacher: The teacher (needed for kd/at modes in online mode).
-        maps: (N_train, H, W) IG maps aligned with ``splits.train`` (ig modes),
-            or ``{source: maps}`` of stored sources (``tfigkd.attribution.sources``).
-        cached: (N_train, classes) teacher logits aligned with ``splits.train``
-            for ``teacher_mode: cached``.
+        plan: ``tfigkd.experiments.plan.RunPlan`` (settings, data, shared teacher,
+            maps and logits).
+        unit: ``tfigkd.experiments.plan.Unit`` (mode, seed, rows, folder).
 
     Returns:
-        The student's metrics dict (also in ``metrics.json``).
+        The student's metrics dict (also in ``metrics.json``). Without
+        ``unit.test`` it has no test accuracy (tuning).
 
     Raises:
         UserError: If the folder holds a finished or partial student made
@@ -245,62 +240,80 @@ def train_student(cfg, out_dir, splits, mode, seed, teacher=None, maps=None, cac
     """
     # One writer per student folder: ablation shards train different
     # students of one run folder at the same time.
-    with worker_lock(student_dir(out_dir, mode, seed), strategy_for(cfg.student.train)):
-        return _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verbose)
+    cfg = plan.unit_cfg(unit)
+    with worker_lock(plan.unit_dir(unit), strategy_for(cfg.student.train)):
+        return _train_student(plan, unit, cfg)
 
 
-def _train_student(cfg, out_dir, splits, mode, seed, teacher, maps, cached, verbose):
-    scfg, tcfg = cfg.student, cfg.student.train
-    verbose = tcfg.verbose if verbose is None else verbose
-    run_dir = student_dir(out_dir, mode, seed)
+def _finished(run_dir, recipe, mode, seed):
+    """The metrics of a finished student with this recipe, or None (refused if another)."""
     mpath, spath = os.path.join(run_dir, METRICS_FILE), os.path.join(run_dir, MODEL_FILE)
-    recipe = run_recipe(cfg, out_dir, splits, mode, seed)
-    if os.path.exists(mpath) and os.path.exists(spath):
-        done = read_json(mpath)
-        recorded = done.get("run_recipe")
-        if recorded is None and "recipe" in done:  # written before run recipes were recorded
-            recorded = {k: recipe[k] for k in ("mode", "seed") if k in recipe}
-            recorded.update(fingerprint=done.get("fingerprint"), student=done["recipe"],
-                            **{k: recipe[k] for k in ("teacher_sha256", "ig") if k in recipe})
-        if recorded is not None and "overlay" in recipe and "overlay" not in recorded \
-                and overlay_source(mode) in DERIVED:
-            # Written before overlay settings were recorded: made with the version-1
-            # derivation and the default sigma of that time.
-            recorded = {**recorded, "overlay": derived_settings(overlay_source(mode), seed)}
-        check_same_recipe(recorded, recipe, run_dir, "a student trained",
-                          "reusing it would mislabel the result; use a new --out, or delete "
-                          "that folder to retrain")
+    if not (os.path.exists(mpath) and os.path.exists(spath)):
+        return None
+    done = read_json(mpath)
+    recorded = done.get("run_recipe")
+    if recorded is None and "recipe" in done:  # written before run recipes were recorded
+        recorded = {k: recipe[k] for k in ("mode", "seed") if k in recipe}
+        recorded.update(fingerprint=done.get("fingerprint"), student=done["recipe"],
+                        **{k: recipe[k] for k in ("teacher_sha256", "ig") if k in recipe})
+    if recorded is not None and "overlay" in recipe and "overlay" not in recorded \
+            and overlay_source(mode) in DERIVED:
+        # Written before overlay settings were recorded: made with the version-1
+        # derivation and the default sigma of that time.
+        recorded = {**recorded, "overlay": derived_settings(overlay_source(mode), seed)}
+    check_same_recipe(recorded, recipe, run_dir, "a student trained",
+                      "reusing it would mislabel the result; use a new --out, or delete "
+                      "that folder to retrain")
+    return done
+
+
+def _train_student(plan, unit, cfg):
+    scfg, tcfg = cfg.student, cfg.student.train
+    mode, seed, verbose = unit.mode, unit.seed, plan.verbose
+    splits, maps, cached = plan.unit_data(unit)
+    run_dir = plan.unit_dir(unit)
+    mpath, spath = os.path.join(run_dir, METRICS_FILE), os.path.join(run_dir, MODEL_FILE)
+    recipe = {**run_recipe(cfg, splits, mode, seed, plan.shared.teacher_sha256),
+              **(unit.recipe or {})}
+    done = _finished(run_dir, recipe, mode, seed) if unit.test else None
+    if done is not None:
         return done
     alpha, p, gamma = mode_weights(mode, scfg)
     distiller, train_data = build_distillation(
-        cfg, splits, mode, seed, teacher, maps, cached, view_dir=os.path.join(out_dir, VIEWS_DIR),
-        teacher_file=teacher_path(cfg, out_dir))
+        cfg, splits, mode, seed, plan.shared.teacher, maps, cached, view_dir=plan.views_dir,
+        teacher_file=plan.shared.teacher_file)
     train_len = len(training_split(splits, alpha > 0).train)
-    evals = dict(zip(("val", "test"), eval_datasets(splits, tcfg, batch_size=256)))
+    # Validation only while tuning: its test split is withheld.
+    val, test = (eval_datasets(splits, tcfg, batch_size=256) if unit.test else
+                 (eval_dataset(splits, "val", tcfg, batch_size=256), None))
+    name = unit.name or f"student {mode}-s{seed}"
     t0 = time.time()
     state = fit_resumable(
-        distiller, train_data, evals["val"], epochs=tcfg.epochs,
+        distiller, train_data, val, epochs=tcfg.epochs,
         steps_per_epoch=steps_per_epoch(train_len, tcfg.batch_size),
-        work_dir=os.path.join(run_dir, WORK_DIR), best_path=spath, recipe=recipe,
-        what=f"student {mode}-s{seed}",
-        tensorboard_dir=os.path.join(out_dir, LOGS_DIR, f"{mode}-s{seed}"),
-        verbose=verbose, save_best=lambda m, path: save_inference_copy(m.student, path),
+        work_dir=os.path.join(run_dir, WORK_DIR), best_path=spath, recipe=recipe, what=name,
+        tensorboard_dir=(os.path.join(unit.folder or plan.folder, LOGS_DIR, f"{mode}-s{seed}")
+                         if unit.test else None),
+        verbose=verbose, callbacks=list(unit.callbacks),
+        save_best=lambda m, path: save_inference_copy(m.student, path),
         bn_data=precise_bn_data(splits, tcfg, seed))
     if not is_chief(distiller.distribute_strategy):  # the chief writes the results
         return worker_result(state, distiller.student)
-    best = keras.models.load_model(spath)
+    best = keras.models.load_model(spath) if unit.test else distiller.student
     metrics = {
         "name": f"{scfg.model.name}-{mode}-s{seed}", "mode": mode, "seed": seed,
         "alpha": alpha, "p": p, "gamma": gamma, "teacher_mode": scfg.teacher_mode,
         "align_geometry": scfg.align_geometry, "input_norm": tcfg.input_norm,
         "trainable_params": trainable_params(best), "macs": count_macs(best),
         "val_accuracy": state["best"], "best_epoch": state["best_epoch"], "epochs": tcfg.epochs,
-        "test_accuracy": evaluate_accuracy(best, evals["test"]),
         "train_seconds": state["train_seconds"], "wall_seconds_this_run": time.time() - t0,
         "keras_path": os.path.abspath(spath), "fingerprint": splits.fingerprint,
         "recipe": student_recipe(cfg), "run_recipe": recipe,
         "history": state["history"], "weights_sha256": weights_digest(best),
     }
+    if not unit.test:
+        return metrics  # the tuner adds its own fields and writes them
+    metrics["test_accuracy"] = evaluate_accuracy(best, test)
     write_json(mpath, metrics)
     log.info("[%s seed %s] val %.4f test %.4f (%.0f s)", mode, seed, metrics["val_accuracy"],
              metrics["test_accuracy"], metrics["train_seconds"])

@@ -15,7 +15,8 @@ from tfigkd import distribute
 from tfigkd.experiments.common import (classification_compile, eval_datasets,
                                        evaluate_accuracy, precise_bn_data, steps_per_epoch,
                                        training_data)
-from tfigkd.experiments.fit import check_same_recipe, fit_resumable
+from tfigkd.experiments.fit import fit_resumable
+from tfigkd.freshness import check_same_recipe
 from tfigkd.experiments.optim import build_optimizer
 from tfigkd.io import file_sha256, read_json, write_json
 from tfigkd.layout import LOGS_DIR, TEACHER_FILE, TEACHER_METRICS as METRICS_FILE, WORK_DIR, teacher_path

@@ -39,8 +39,9 @@ from tfigkd.data import load_splits
 from tfigkd.errors import UserError
 # The jobs of a study live in their own modules (storage, study, trials, report);
 # the names used from here before the split stay importable from here.
+from tfigkd.experiments.plan import prepare_plan
 from tfigkd.experiments.tune_trials import (TrialObjective, WithheldSplit,  # noqa: F401
-                                            prepare_shared, trial_logits, worker_loop)
+                                            trial_logits, worker_loop)
 from tfigkd.layout import STUDY_DB
 from tfigkd.lock import folder_lock
 from tfigkd.tuning.report import best_config, write_outputs  # noqa: F401
@@ -121,10 +122,12 @@ def tune(config, out_dir, trials=None, storage=None, study_name=None, sampler=No
 
     splits = load_splits(cfg.data)
     splits = dataclasses.replace(splits, test=WithheldSplit())
-    shared = prepare_shared(cfg, out_dir, splits, t.mode, verbose)
+    # The first worker prepares the shared stages; the others wait for it and reuse them.
+    with folder_lock(out_dir, wait=True):
+        plan = prepare_plan(cfg, out_dir, splits, [t.mode], verbose=verbose, tuning=True)
     base = config_to_dict(cfg)
     base.pop("tune")
-    objective = TrialObjective(cfg, base, params, out_dir, splits, shared, study, target, verbose)
+    objective = TrialObjective(plan, base, params, study, target)
     n_run = worker_loop(study, objective, target, t.timeout_s)
     log.info("This worker ran %d trial(s); writing the outputs.", n_run)
     with folder_lock(out_dir, wait=True):

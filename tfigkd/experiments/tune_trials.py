@@ -1,4 +1,4 @@
-"""The trials of ``tfigkd tune``: shared stages prepared once, the worker loop, one trial."""
+"""The trials of ``tfigkd tune``: the worker loop and one trial (``train_student`` of the plan)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import shutil
 import time
 
 from tfigkd.config import config_from_dict
-from tfigkd.errors import UserError
-from tfigkd.io import file_sha256, write_json
-from tfigkd.layout import (LOGITS_DIR, METRICS_FILE, MODEL_FILE, TRIALS_DIR, VIEWS_DIR, WORK_DIR,
-                           teacher_path)
-from tfigkd.lock import folder_lock
+from tfigkd.io import write_json
+from tfigkd.layout import METRICS_FILE, TRIALS_DIR, WORK_DIR
 from tfigkd.tuning.space import apply_params
 
 log = logging.getLogger(__name__)
@@ -63,43 +60,6 @@ def trial_logits(full, scfg, num_classes, memo=None):
     return memo[key]
 
 
-def prepare_shared(cfg, out_dir, splits, mode, verbose):
-    """The teacher, IG maps and cached teacher logits every trial shares (prepared once)."""
-    from tfigkd.models import check_fits_data, load_model_file
-    from tfigkd.modes import parse_mode
-
-    m = parse_mode(mode)
-    uses_kd, uses_overlay, uses_at = m.kd, m.overlay, m.at
-    shared = {"teacher": None, "maps": None, "cached": None, "teacher_sha256": None}
-    if not (uses_kd or uses_overlay or uses_at):
-        return shared
-    if not cfg.teacher.path:
-        raise UserError(f"tune.mode {mode!r} needs a trained teacher; set teacher.path to its "
-                        ".keras file (train one with `tfigkd train-teacher --config CONFIG "
-                        "--out DIR`): tuning never trains or evaluates a teacher.")
-    # The first worker prepares the shared stages; the others wait for it and reuse them.
-    with folder_lock(out_dir, wait=True):
-        tpath = teacher_path(cfg, out_dir)
-        teacher = load_model_file(tpath, "teacher.path")
-        # A teacher at its own resolution (teacher.input_size) is fed resized images
-        # everywhere below: IG, the logit cache and online KD (the Distiller).
-        check_fits_data(teacher, splits, f"Teacher {tpath}", cfg.teacher.input_size)
-        shared.update(teacher=teacher, teacher_sha256=file_sha256(tpath))
-        if uses_overlay:
-            from tfigkd.experiments.attribution import load_ig_maps, precompute_ig
-
-            precompute_ig(cfg, out_dir, splits=splits, progress=bool(verbose))
-            shared["maps"] = load_ig_maps(cfg, out_dir, splits)
-        if uses_kd and cfg.student.teacher_mode == "cached":
-            from tfigkd.distill.logit_cache import cached_teacher_logits
-
-            # All logits (top_k=0): trials pack their own top k (``trial_logits``).
-            shared["cached"] = cached_teacher_logits(
-                os.path.join(out_dir, LOGITS_DIR), tpath, splits, cfg.teacher.train.input_norm,
-                teacher=teacher, top_k=0)
-    return shared
-
-
 def finished_count(study):
     """Trials that count towards the target: finished, pruned or running."""
     from optuna.trial import TrialState
@@ -128,12 +88,11 @@ def worker_loop(study, objective, target, timeout_s):
 
 
 class TrialObjective:
-    """The objective: one student per trial, scored on validation data only."""
+    """The objective: one student per trial (``train_student``), scored on validation data only."""
 
-    def __init__(self, cfg, base, params, out_dir, splits, shared, study, target, verbose):
-        self.cfg, self.base, self.params, self.out_dir = cfg, base, params, out_dir
-        self.splits, self.shared, self.study, self.target = splits, shared, study, target
-        self.verbose = verbose
+    def __init__(self, plan, base, params, study, target):
+        self.plan, self.base, self.params = plan, base, params
+        self.study, self.target = study, target
         self._packed = {}  # top-k packing of the shared logits per (k, temperature)
 
     def _check_surplus(self, trial):
@@ -150,7 +109,7 @@ class TrialObjective:
         """A retry of a killed trial continues from that trial's last finished epoch."""
         frozen = self.study._storage.get_trial(trial._trial_id)
         for old in reversed(frozen.system_attrs.get("retry_history", [])):
-            old_work = os.path.join(self.out_dir, TRIALS_DIR, str(old), WORK_DIR)
+            old_work = os.path.join(self.plan.folder, TRIALS_DIR, str(old), WORK_DIR)
             if os.path.isdir(old_work) and not os.path.exists(os.path.join(tdir, WORK_DIR)):
                 os.makedirs(tdir, exist_ok=True)
                 os.replace(old_work, os.path.join(tdir, WORK_DIR))
@@ -159,70 +118,55 @@ class TrialObjective:
                 return
 
     def __call__(self, trial):
+        import dataclasses
+
         import keras
         import optuna
 
-        from tfigkd.data import make_dataset
-        from tfigkd.experiments.common import precise_bn_data, steps_per_epoch
-        from tfigkd.experiments.fit import fit_resumable, save_inference_copy
-        from tfigkd.experiments.student import build_distillation, student_recipe
-        from tfigkd.models import count_macs
+        from tfigkd.experiments.plan import Unit
+        from tfigkd.experiments.student import train_student
 
         values = {p.key: p.suggest(trial) for p in self.params}
         self._check_surplus(trial)
-        t = self.cfg.tune
-        tdir = os.path.join(self.out_dir, TRIALS_DIR, str(trial.number))
+        t = self.plan.cfg.tune
+        tdir = os.path.join(self.plan.folder, TRIALS_DIR, str(trial.number))
         tcfg = config_from_dict(apply_params(self.base, values), source=f"trial {trial.number}")
         keras.backend.clear_session()  # each trial starts from a fresh Keras session
         self._adopt_retried_work(trial, tdir)
-        s, splits = tcfg.student, self.splits
-        distiller, train_data = build_distillation(
-            tcfg, splits, t.mode, t.seed, self.shared["teacher"], self.shared["maps"],
-            trial_logits(self.shared["cached"], tcfg.student, splits.num_classes, self._packed),
-            # Per-view logits: trials with the same views (alpha, T) share one cache.
-            view_dir=os.path.join(self.out_dir, VIEWS_DIR),
-            teacher_file=teacher_path(tcfg, self.out_dir) if self.shared["teacher"] else None)
-        # Validation only: the test split is a WithheldSplit here.
-        val_ds = make_dataset(splits.val, batch_size=256, training=False,
-                              input_norm=s.train.input_norm, mean=splits.mean, std=splits.std)
-        recipe = {"fingerprint": splits.fingerprint, "mode": t.mode, "seed": t.seed,
-                  "params": values, "student": student_recipe(tcfg),
-                  "teacher_sha256": self.shared["teacher_sha256"]}
-        prune = len(t.objectives) == 1 and t.pruner != "none"
-        callbacks = []
-        if prune:
+        # The trial's settings, and the shared logits packed at its own top k and T.
+        shared = dataclasses.replace(self.plan.shared, cached=trial_logits(
+            self.plan.shared.cached, tcfg.student, self.plan.splits.num_classes, self._packed))
+        plan = dataclasses.replace(self.plan, cfg=tcfg, shared=shared)
+        callbacks = ()
+        if len(t.objectives) == 1 and t.pruner != "none":
             from optuna_integration import KerasPruningCallback
 
-            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+            callbacks = (KerasPruningCallback(trial, "val_accuracy"),)
         log.info("Trial %d: %s", trial.number,
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in values.items()))
         work = os.path.join(tdir, WORK_DIR)
+        unit = Unit(t.mode, t.seed, run_dir=tdir, test=False, callbacks=callbacks,
+                    recipe={"params": values}, name=f"trial {trial.number}")
         try:
-            state = fit_resumable(
-                distiller, train_data, val_ds, epochs=s.train.epochs,
-                steps_per_epoch=steps_per_epoch(len(splits.train), s.train.batch_size),
-                work_dir=work, best_path=os.path.join(tdir, MODEL_FILE), recipe=recipe,
-                what=f"trial {trial.number}", verbose=self.verbose, callbacks=callbacks,
-                save_best=lambda m, path: save_inference_copy(m.student, path),
-                bn_data=precise_bn_data(splits, s.train, t.seed))
+            m = train_student(plan, unit)
         except optuna.TrialPruned:
             log.info("Trial %d pruned.", trial.number)
             shutil.rmtree(work, ignore_errors=True)
             raise
-        macs = count_macs(distiller.student)
-        costs = {"macs": float(macs)}
+        costs = {"macs": float(m["macs"])}
         if "latency_ms" in t.objectives:
             from tfigkd.bench.model_latency import cached_int8_latency_ms
 
             # Measured once per design (not per trial) and shared through the study folder.
-            costs["latency_ms"], _ = cached_int8_latency_ms(distiller.student, self.out_dir,
+            student = keras.models.load_model(m["keras_path"])
+            costs["latency_ms"], _ = cached_int8_latency_ms(student, self.plan.folder,
                                                             runs=t.latency_runs)
         metrics = {"trial": trial.number, "params": values, "mode": t.mode, "seed": t.seed,
-                   "val_accuracy": state["best"], "best_epoch": state["best_epoch"],
-                   "epochs": s.train.epochs, "macs": macs, "latency_ms": costs.get("latency_ms"),
-                   "train_seconds": state["train_seconds"],
-                   "history": state["history"], "run_recipe": recipe}
+                   "val_accuracy": m["val_accuracy"], "best_epoch": m["best_epoch"],
+                   "epochs": m["epochs"], "macs": m["macs"], "latency_ms": costs.get("latency_ms"),
+                   "train_seconds": m["train_seconds"],
+                   "history": m["history"], "run_recipe": m["run_recipe"]}
         write_json(os.path.join(tdir, METRICS_FILE), metrics)
         shutil.rmtree(work, ignore_errors=True)  # only needed to resume; metrics.json holds it
         for k in ("best_epoch", "macs", "latency_ms", "train_seconds"):
@@ -231,5 +175,5 @@ class TrialObjective:
         log.info("Trial %d: val accuracy %.4f (epoch %s), %.0f s.", trial.number,
                  metrics["val_accuracy"], metrics["best_epoch"], metrics["train_seconds"])
         if len(t.objectives) == 1:
-            return state["best"]
-        return (state["best"], *(costs[o] for o in t.objectives[1:]))
+            return m["val_accuracy"]
+        return (m["val_accuracy"], *(costs[o] for o in t.objectives[1:]))

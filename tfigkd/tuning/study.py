@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from tfigkd.config import RUNTIME_KEYS, config_diff, config_to_dict
+from tfigkd.config import RUNTIME_KEYS, config_to_dict
 from tfigkd.errors import UserError
+from tfigkd.freshness import recipe_diff
 from tfigkd.tuning.space import space_signature
 
 SIGNATURE_ATTR = "tfigkd"
@@ -96,11 +97,10 @@ def open_study(storage, name, url, t, params, signature):
         if recorded is None:
             raise UserError(f"Study {name!r} in {url} was not made by tfigkd tune; use another "
                             "--study name.")
-    if recorded is not None and _shared_keys(recorded, signature) != _shared_keys(signature,
-                                                                                recorded):
-        diff = ", ".join(part.lstrip(".") for part in config_diff(
-            _shared_keys(recorded, signature), _shared_keys(signature, recorded), "").split(", ")
-            if part)[:400]
+    diff = recipe_diff(_shared_keys(recorded, signature),
+                       _shared_keys(signature, recorded)) if recorded is not None else ""
+    if diff:
+        diff = diff[:400]
         raise UserError(f"Study {name!r} in {url} was made with another search space or "
                         f"settings ({diff or 'differs'}); use another --study name or --out "
                         "folder for a new search, or restore those settings to continue it.")
