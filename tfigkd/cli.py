@@ -10,6 +10,7 @@ import sys
 from tfigkd.errors import UserError
 from tfigkd.export.targets import QUANTS, TARGETS
 from tfigkd.models.teacher_io import NORMS
+from tfigkd.modes import STORED_SOURCES
 
 
 def _quiet_tf(verbose):
@@ -133,7 +134,7 @@ def build_parser():
     p.add_argument("--verify", action="store_true",
                    help="compute nothing: check that the shards make a whole and write the manifest")
     p.add_argument("--source", default="ig",
-                   choices=("ig", "ig_all_classes", "gradcam", "smoothgrad"),
+                   choices=STORED_SOURCES,
                    help="which maps: the true class's IG (default, OUT/ig) or an overlay control "
                         "stored under OUT/attributions/SOURCE")
     p.set_defaults(func=cmd_precompute_ig)
