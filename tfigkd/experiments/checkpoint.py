@@ -1,13 +1,14 @@
 """Epoch checkpoints written off the training thread.
 
-Writing a ``.weights.h5`` file (model and optimiser state) blocked every
-epoch's end for tens of milliseconds, most of it HDF5 bookkeeping rather
-than copying numbers. Here the epoch's end only copies the values into host
-memory (``snapshot``); a background thread writes the file, then the
-``state.json`` that names it, then tidies older checkpoints
-(``CheckpointWriter``). The file is the one ``save_weights`` writes
-(same groups, names, attributes and order), so ``load_weights`` and the
-resume logic read it unchanged.
+``save_weights`` (model and optimiser state) blocked every epoch's end for
+about 60 ms on the main job's student: half of it Keras' walk over the
+model's attributes, the rest reading the variables and writing HDF5. Here
+the walk is recorded once per run (``checkpoint_plan``), the epoch's end
+only copies the variables into host memory (``snapshot``, a few ms), and a
+background thread writes the file, then the ``state.json`` that names it,
+then tidies older checkpoints (``CheckpointWriter``). The file is the one
+``save_weights`` writes (same groups, names, attributes, order and
+values), so ``load_weights`` and the resume logic read it unchanged.
 
 Crash safety is that of the synchronous version: ``state.json`` is written
 only after its checkpoint file is complete and renamed into place, and at
@@ -33,55 +34,125 @@ log = logging.getLogger(__name__)
 
 def _keras_store():
     # Keras' own HDF5 weight store and the walk that save_weights makes over the
-    # model. Private API: `weights_match_save_weights` in checkpoint_test.py
-    # fails if a Keras release changes it, and `snapshot` falls back to None.
+    # model. Private API: the `..._match_save_weights` tests in checkpoint_test.py
+    # fail if a Keras release changes what they do; a removed name makes
+    # `checkpoint_plan` and `snapshot` fall back (see there).
     from keras.src.saving import saving_lib
 
     return saving_lib
 
 
 class _Entry(dict):
-    """One HDF5 group of the checkpoint: its path, metadata and arrays, in order."""
+    """One HDF5 group of the checkpoint: its path, metadata and what fills it, in order."""
 
     def __init__(self, path, metadata):
         super().__init__()
         self.path, self.metadata = path, metadata
 
+
+class _Marker:
+    """What ``Variable.numpy`` returns while a walk is recorded: the variable itself."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        self.variable = variable
+
+
+def _copy(variable):
+    # A copy: on CPU a variable's numpy view can alias the buffer that the
+    # next optimiser step updates in place.
+    return np.array(keras.ops.convert_to_numpy(variable), copy=True)
+
+
+class _CopyingEntry(_Entry):
     def __setitem__(self, key, value):
-        # A copy: on CPU a variable's numpy view can alias the buffer that the
-        # next optimiser step updates in place.
-        super().__setitem__(key, np.array(keras.ops.convert_to_numpy(value), copy=True))
+        super().__setitem__(key, _copy(value))
 
 
-def snapshot(model):
+def _walk(model, record):
+    """Keras' save_weights walk over ``model`` into a list of ``_Entry`` (no file).
+
+    ``record``: keep the objects handed to the store as they are (variables,
+    markers) instead of host copies of their values.
+    """
+    saving_lib = _keras_store()
+
+    class Capture(saving_lib.H5IOStore):  # Keras checks the store's type
+        def __init__(self):
+            self.entries = []
+
+        def __bool__(self):
+            return True
+
+        def make(self, path, metadata=None):
+            self.entries.append((_Entry if record else _CopyingEntry)(path, metadata))
+            return self.entries[-1]
+
+    store = Capture()
+    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                           visited_saveables=set())
+    return store.entries
+
+
+def checkpoint_plan(model):
+    """The walk ``save_weights`` makes over ``model``, recorded once, or None.
+
+    Keras' walk re-reads every object's attributes (tens of milliseconds
+    for a small model, more than writing the file); a training run's
+    structure is fixed, so the walk is recorded once, as which variable
+    fills each array, and every snapshot only copies the variables. Layers
+    hand the store their variables; the optimiser hands it
+    ``variable.numpy()``, so while recording, ``numpy`` returns a marker
+    naming its variable.
+
+    Returns:
+        A plan for ``snapshot``; None if some array is not a variable's
+        value (a layer that stores a computed array) or this Keras' saving
+        internals are not the ones this module knows: ``snapshot`` then
+        walks the model every time.
+    """
+    real = keras.Variable.numpy
+    try:
+        keras.Variable.numpy = lambda variable: _Marker(variable)
+        entries = _walk(model, record=True)
+    except (ImportError, AttributeError, TypeError) as e:
+        log.warning("Checkpoints are snapshotted with Keras' own walk: this Keras' saving "
+                    "internals changed (%s).", e)
+        return None
+    finally:
+        keras.Variable.numpy = real
+    plan = []
+    for entry in entries:
+        sources = [(k, v.variable if isinstance(v, _Marker) else v) for k, v in entry.items()]
+        if not all(isinstance(v, keras.Variable) for _, v in sources):
+            return None
+        plan.append((entry.path, entry.metadata, sources))
+    return plan
+
+
+def snapshot(model, plan=None):
     """Host copies of everything ``model.save_weights`` would write, or None.
 
     Args:
         model: A built Keras model (with its optimiser, if compiled).
+        plan: ``checkpoint_plan(model)``, or None to walk the model now.
 
     Returns:
         An opaque snapshot for ``write_snapshot``; None if this Keras
         version's saving internals are not the ones this module knows (the
         caller then saves synchronously).
     """
+    if plan is not None:
+        out = []
+        for path, metadata, sources in plan:
+            entry = _Entry(path, metadata)
+            for key, variable in sources:
+                dict.__setitem__(entry, key, _copy(variable))
+            out.append(entry)
+        return out
     try:
-        saving_lib = _keras_store()
-
-        class Capture(saving_lib.H5IOStore):  # Keras checks the store's type
-            def __init__(self):
-                self.entries = []
-
-            def __bool__(self):
-                return True
-
-            def make(self, path, metadata=None):
-                self.entries.append(_Entry(path, metadata))
-                return self.entries[-1]
-
-        store = Capture()
-        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
-                               visited_saveables=set())
-        return store.entries
+        return _walk(model, record=False)
     except (ImportError, AttributeError, TypeError) as e:
         log.warning("Checkpoints are written synchronously: this Keras' saving internals "
                     "changed (%s).", e)
@@ -114,6 +185,7 @@ class CheckpointWriter:
     def __init__(self, work_dir, state_name):
         self.work_dir, self.state_name = work_dir, state_name
         self._thread, self._error = None, None
+        self._plan = (None, None)  # (model, checkpoint_plan(model))
 
     def submit(self, model, ckpt_name, state, stale):
         """Saves ``model`` as ``ckpt_name``, then ``state``, then deletes ``stale`` files.
@@ -123,7 +195,9 @@ class CheckpointWriter:
         at once; ``state`` must not change afterwards (pass a copy).
         """
         self.join()
-        entries = snapshot(model)
+        if self._plan[0] is not model:
+            self._plan = (model, checkpoint_plan(model))
+        entries = snapshot(model, self._plan[1])
         path = os.path.join(self.work_dir, ckpt_name)
         if entries is None:
             with atomic_path(path) as tmp:

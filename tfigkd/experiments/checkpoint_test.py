@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from tfigkd.experiments import checkpoint
-from tfigkd.experiments.checkpoint import CheckpointWriter, snapshot, write_snapshot
+from tfigkd.distill import Distiller
+from tfigkd.experiments.checkpoint import (CheckpointWriter, checkpoint_plan, snapshot,
+                                              write_snapshot)
 from tfigkd.models import build_model
 from tfigkd.testing import checkpoint_arrays, synthetic_images
 
@@ -33,22 +35,53 @@ def _layout(path):
     return out
 
 
-def test_weights_match_save_weights(tmp_path):
-    model = _trained_model()
-    ref, got = str(tmp_path / "ref.weights.h5"), str(tmp_path / "got.weights.h5")
-    model.save_weights(ref)
-    write_snapshot(snapshot(model), got)
+def _assert_same_file(ref, got):
     assert _layout(got) == _layout(ref)
     a, b = checkpoint_arrays(ref), checkpoint_arrays(got)
     assert a.keys() == b.keys() and any(k.startswith("optimizer") for k in a)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
         assert a[k].dtype == b[k].dtype, k
+
+
+def _train_more(model):
+    x, y = synthetic_images(16, (12, 12, 1), 3, seed=2)
+    model.train_on_batch(x.astype(np.float32) / 255.0, y)
+
+
+@pytest.mark.parametrize("planned", [True, False])
+def test_weights_match_save_weights(tmp_path, planned):
+    model = _trained_model()
+    plan = checkpoint_plan(model) if planned else None
+    assert (plan is not None) == planned
+    for step in range(2):  # a plan recorded once serves later snapshots too
+        ref, got = (str(tmp_path / f"{k}{step}.weights.h5") for k in ("ref", "got"))
+        model.save_weights(ref)
+        write_snapshot(snapshot(model, plan), got)
+        _assert_same_file(ref, got)
+        _train_more(model)
     # And it loads back into a fresh model of the same architecture.
     other = _trained_model()
     other.load_weights(got)
-    for v, w in zip(model.weights, other.weights):
+    model.load_weights(ref)
+    for v, w in zip(model.weights + model.optimizer.variables,
+                    other.weights + other.optimizer.variables):
         np.testing.assert_array_equal(v.numpy(), w.numpy())
+
+
+def test_distiller_weights_match_save_weights(tmp_path):
+    x, y = synthetic_images(32, (12, 12, 1), 3, seed=1)
+    keras.utils.set_random_seed(0)
+    student = build_model("ds_cnn", (12, 12, 1), 3, filters=8, blocks=3)
+    teacher = build_model("ds_cnn", (12, 12, 1), 3, filters=8, blocks=3, dropout=0.2)
+    d = Distiller(student, teacher, alpha=0.5)
+    d.compile(optimizer="adam", metrics=["accuracy"])
+    d.fit(x.astype(np.float32) / 255.0, y, batch_size=16, epochs=1, verbose=0)
+    plan = checkpoint_plan(d)
+    assert plan is not None
+    d.save_weights(str(tmp_path / "ref.weights.h5"))
+    write_snapshot(snapshot(d, plan), str(tmp_path / "got.weights.h5"))
+    _assert_same_file(str(tmp_path / "ref.weights.h5"), str(tmp_path / "got.weights.h5"))
 
 
 def _blocked_writer(monkeypatch):
