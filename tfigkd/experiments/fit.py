@@ -1,13 +1,16 @@
 """``model.fit`` that keeps the best-on-validation model and resumes after a kill.
 
-After every epoch the full training state (weights and optimiser slots, via
-``save_weights``) goes to a new numbered file, then ``state.json`` is
-atomically pointed at it. A job killed at any moment restarts from the last
-epoch whose state.json was written; a half-written checkpoint is never read.
+After every epoch the full training state (weights and optimiser slots, as
+``save_weights`` writes them) goes to a new numbered file, then ``state.json``
+is atomically pointed at it; both are written in a background thread while
+the next epoch trains (``tfigkd.experiments.checkpoint``). A job killed at
+any moment restarts from the last epoch whose state.json was written; a
+half-written checkpoint is never read.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -16,7 +19,7 @@ import time
 import keras
 
 from tfigkd.errors import UserError
-from tfigkd.faults import fault_point
+from tfigkd.experiments.checkpoint import CheckpointWriter
 from tfigkd.freshness import check_same_recipe
 from tfigkd.io import atomic_path, read_json, remove_stale_temps, write_json
 from tfigkd.layout import WORK_RECIPE, WORK_STATE
@@ -42,6 +45,7 @@ class _EpochState(keras.callbacks.Callback):
         super().__init__()
         self.work_dir, self.state, self.monitor = work_dir, state, monitor
         self.t_offset = t_offset
+        self.writer = CheckpointWriter(work_dir, WORK_STATE)
         self.t0 = time.time()
         self.t_epoch = self.t0
 
@@ -57,28 +61,24 @@ class _EpochState(keras.callbacks.Callback):
             raise KeyError(f"Monitored metric {self.monitor!r} missing from the "
                            f"epoch logs {sorted(logs)}; pass validation data.")
         value = logs[self.monitor]
-        ckpt = os.path.join(self.work_dir, f"epoch-{epoch + 1:04d}.weights.h5")
-        with atomic_path(ckpt) as tmp:
-            self.model.save_weights(tmp)
+        ckpt = f"epoch-{epoch + 1:04d}.weights.h5"
         old, old_best = st.get("weights"), st.get("best_weights")
         if st["best"] is None or value > st["best"]:
             # The best epoch's checkpoint is kept, and the best model is written
             # from it once, when training ends: saving a .keras every time the
             # score improved cost a clone and a full save per epoch.
-            st.update(best=value, best_epoch=epoch + 1, best_weights=os.path.basename(ckpt))
-        st.update(epoch=epoch + 1, weights=os.path.basename(ckpt),
-                  seed_states=_seed_states(self.model),
+            st.update(best=value, best_epoch=epoch + 1, best_weights=ckpt)
+        st.update(epoch=epoch + 1, weights=ckpt, seed_states=_seed_states(self.model),
                   train_seconds=self.t_offset + time.time() - self.t0)
-        # Wall time of the whole epoch: its steps, validation and the saves
-        # above (benchmarks/pipeline_efficiency.py compares it with the bare step).
+        # Wall time of the whole epoch: its steps, validation and what blocks
+        # of the save (benchmarks/pipeline_efficiency.py compares it with the
+        # bare step); the file itself is written while the next epoch trains.
         st.setdefault("epoch_seconds", []).append(time.time() - self.t_epoch)
-        write_json(os.path.join(self.work_dir, WORK_STATE), st)
-        for stale in {old, old_best} - {st["weights"], st.get("best_weights"), None}:
-            try:
-                os.unlink(os.path.join(self.work_dir, stale))
-            except FileNotFoundError:
-                pass
-        fault_point("fit:epoch_end")
+        self.writer.submit(self.model, ckpt, copy.deepcopy(st),
+                           {old, old_best} - {st["weights"], st.get("best_weights"), None})
+
+    def on_train_end(self, logs=None):
+        self.writer.join()
 
 
 def fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_dir, best_path,
@@ -183,7 +183,8 @@ def _fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_d
         remove_stale_temps(folder)
     trained = state["epoch"] < epochs
     if trained:
-        cbs = [_EpochState(work_dir, state, monitor, state["train_seconds"])]
+        epoch_state = _EpochState(work_dir, state, monitor, state["train_seconds"])
+        cbs = [epoch_state]
         if bn_data is not None:
             from tfigkd.models.batchnorm import PreciseBatchNorm
 
@@ -192,11 +193,17 @@ def _fit_resumable(model, train_data, val_ds, *, epochs, steps_per_epoch, work_d
             cbs.insert(0, PreciseBatchNorm(bn_data))
         if tensorboard_dir:
             cbs.append(keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
-        with synced_batchnorm(model):
-            model.fit(distributable(train_data(state["epoch"], epochs - state["epoch"])),
-                      validation_data=distributable(val_ds), epochs=epochs,
-                      initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
-                      callbacks=cbs + list(callbacks), verbose=verbose, shuffle=False)
+        try:
+            with synced_batchnorm(model):
+                model.fit(distributable(train_data(state["epoch"], epochs - state["epoch"])),
+                          validation_data=distributable(val_ds), epochs=epochs,
+                          initial_epoch=state["epoch"], steps_per_epoch=steps_per_epoch,
+                          callbacks=cbs + list(callbacks), verbose=verbose, shuffle=False)
+        except BaseException:
+            # Interrupted: the last checkpoint and its state.json still land
+            # (they are complete and consistent); the first error is the one raised.
+            epoch_state.writer.join(raise_error=False)
+            raise
     if state["best"] is None or (isinstance(state["best"], float) and math.isnan(state["best"])):
         raise RuntimeError(f"Training produced no valid {monitor}.")
     best_weights = state.get("best_weights")

@@ -115,8 +115,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
     Args:
         images: (N, H, W, C) training images in the model's input space (a
-            fixed sample; 1,000 or so are plenty), or a ``tf.data`` dataset
-            of such batches (or of ``(images, labels)`` batches).
+            fixed sample; a few hundred suffice, see
+            benchmarks/results/precise_bn_sample.json), or a ``tf.data``
+            dataset of such batches (or of ``(images, labels)`` batches).
         batch_size: Forward-pass batch size (arrays).
     """
 
