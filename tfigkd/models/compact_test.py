@@ -62,7 +62,11 @@ def test_ds_cnn_blocks_and_downsampling():
 def test_every_preset_builds_for_any_shape_and_names_its_blocks(preset, shape):
     name, kwargs = PRESETS[preset]
     m = build_model(name, shape, 5, **kwargs)
-    x = np.random.default_rng(0).random((2, *shape)).astype("float32")
-    assert m(x).shape == (2, 5)
+    # Building the functional graph checks every layer's shapes; one forward pass per
+    # preset (the smallest shape) checks that it also runs, at a fraction of the time.
+    assert m.output_shape == (None, 5)
+    if shape == (16, 16, 3):
+        x = np.random.default_rng(0).random((2, *shape)).astype("float32")
+        assert m(x).shape == (2, 5)
     assert "features_0" in [layer.name for layer in m.layers]
     keras.backend.clear_session()
