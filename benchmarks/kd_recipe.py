@@ -80,6 +80,9 @@ SECTIONS = {
              "a twice as patient schedule (24 epochs): plain CE vs consistent KD"),
     "xs": (["student.model={name: ds_cnn, kwargs: {filters: 16, blocks: 2, downsample: [0]}}"],
            ["student", "kd"], "the >= 30x student (ds_cnn_xs, 16 filters, 2 blocks)"),
+    "xs_alpha_0.1": (["student.model={name: ds_cnn, kwargs: {filters: 16, blocks: 2, "
+                      "downsample: [0]}}", "student.alpha=0.1"], ["kd"],
+                     "the >= 30x student with a light KD weight (alpha 0.1)"),
     "full": (["data.train_subset=null", "student.train.epochs=6"], ["student", "kd"],
              "the full labelled training set (54,000 + 6,000 validation), 6 epochs: 3x the "
              "steps of the 12 epochs on 9,000"),
@@ -95,6 +98,7 @@ COMPARISONS = [
     ("mixup", "kd", "mixup", "student", "kd_pays"),
     ("few_labels", "kd", "few_labels", "student", "kd_pays"),
     ("xs", "kd", "xs", "student", "kd_pays"),
+    ("xs_alpha_0.1", "kd", "xs", "student", "kd_pays"),
     ("long", "kd", "long", "student", "kd_pays"),
     ("full", "kd", "full", "student", "kd_pays"),
     ("cached", "kd", "consistent", "kd", "recipe"),
