@@ -8,7 +8,7 @@ cached-clean and per-view teacher logits, and per-view with mixup) and
             real training dataset (the pipeline's batches, the last of an
             epoch partial as there, augmentation, overlay, mixing, KD):
             images/s, median and [min, max] over ``--repeats`` epochs after
-            a warm-up epoch;
+            a warm-up epoch, timed both before and after the pipeline;
   pipeline  the real stage (``train_teacher`` / ``train_student``) for
             ``--epochs`` epochs in a fresh folder: images/s of each epoch
             after the first, by wall time from the epoch's start to the end
@@ -171,10 +171,16 @@ def main(argv=None):
         result["note"] = args.note
     try:
         for case in args.cases:
-            bare = bare_rate(case, cfg, splits, teacher, maps, logits, args.repeats, work)
+            # The bare step is timed before and after the pipeline and the two are
+            # pooled: this VM's speed drifts by several per cent over minutes, and a
+            # bracket keeps the drift out of the ratio.
+            before = bare_rate(case, cfg, splits, teacher, maps, logits, args.repeats, work)
             pipe, first = pipeline_rate(case, cfg, splits, teacher, maps, logits, args.epochs, work)
+            after = bare_rate(case, cfg, splits, teacher, maps, logits, args.repeats, work)
+            bare = np.concatenate([before, after])
             row = {"bare_img_s": float(np.median(bare)), "bare_min": float(bare.min()),
-                   "bare_max": float(bare.max()),
+                   "bare_max": float(bare.max()), "bare_before_img_s": float(np.median(before)),
+                   "bare_after_img_s": float(np.median(after)),
                    "pipeline_img_s": float(np.median(pipe)), "pipeline_min": float(pipe.min()),
                    "pipeline_max": float(pipe.max()), "first_epoch_seconds": first}
             row["ratio"] = row["pipeline_img_s"] / row["bare_img_s"]
