@@ -101,6 +101,9 @@ def main(argv=None):
     ap.add_argument("--median-goal", type=float, default=0.01)
     ap.add_argument("--p90-goal", type=float, default=0.05)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bisect-precision", type=float, default=0.0,
+                    help="stop bisecting the fixed step count when the bracket is within "
+                         "this fraction of it (0: to one step)")
     ap.add_argument("--out", default="benchmarks/results/ig_adaptive.json")
     args = ap.parse_args(argv)
 
@@ -164,7 +167,10 @@ def main(argv=None):
     while n <= args.reference_steps and not probe(n):
         lo, n = n, n * 2
     hi = n if n <= args.reference_steps else None
-    while hi is not None and hi - lo > 1:  # fewest steps: bisect (last miss, first hit]
+    # Fewest steps: bisect (last miss, first hit] down to --bisect-precision of the
+    # step count (to 1 step on small counts; to a few steps where a teacher needs
+    # hundreds, where each probe costs minutes and one step is noise).
+    while hi is not None and hi - lo > max(1, int(args.bisect_precision * lo)):
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if probe(mid) else (mid, hi)
 
@@ -209,6 +215,9 @@ def main(argv=None):
               "baseline": cfg.ig.baseline, "atol": cfg.ig.atol,
               "internal_batch_size": ibs, "reference_steps": args.reference_steps,
               "reference_method": gl, "start_steps": args.start_steps,
+              # The fewest fixed steps lie in (last miss, first hit]: an upper bound of
+              # the best fixed rule's cost when --bisect-precision > 0.
+              "fixed_bracket": [lo, hi], "bisect_precision": args.bisect_precision,
 
               "goal": {"median_rel_error": args.median_goal, "p90_rel_error": args.p90_goal,
                        "time_ratio": 1 / 3, "map_spearman": 0.99},

@@ -184,7 +184,7 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
                            for k, v in tensors.items()})
         ds = ds.map(lambda b: transform(b, tf.zeros([2], tf.int64)),
                     num_parallel_calls=parallel, deterministic=True)
-        return ds.prefetch(ahead)
+        return _steady(ds.prefetch(ahead))
     n = len(subset)
     batches = n // batch_size if drop_remainder else -(-n // batch_size)
     if batches < 1:
@@ -212,4 +212,19 @@ def make_dataset(subset, *, batch_size, training, input_norm="unit", mean=None,
     stop = np.iinfo(np.int64).max if num_epochs is None else epoch + num_epochs
     ds = tf.data.Dataset.range(epoch, stop).flat_map(epoch_batches)
     ds = ds.map(transform, num_parallel_calls=parallel, deterministic=True)
-    return ds.prefetch(ahead)
+    return _steady(ds.prefetch(ahead))
+
+
+def _steady(ds):
+    """``ds`` without tf.data's runtime autotuning.
+
+    On this 2-core CPU the autotuner's background optimisation cost teacher
+    inference a third of its speed in about half of the runs (the clean logit
+    cache and the per-view cache at 0.66x the bare forward pass, bimodal from
+    run to run); with it off they ran at 0.95-1.0x in every run
+    (benchmarks/teacher_inference.py). AUTOTUNE parallelism and prefetch then
+    keep their static defaults.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
