@@ -58,3 +58,12 @@ def test_any_hwc_shape_augments():
     s = Subset(np.zeros((4, 9, 7, 3), np.uint8), np.zeros(4, np.int64), np.arange(4))
     x, _ = next(iter(make_dataset(s, batch_size=4, training=True, crop_pad=4)))
     assert x.shape == (4, 9, 7, 3)
+
+
+def test_pipelines_run_without_runtime_autotuning():
+    # The autotuner's background work cost teacher inference a third of its speed on
+    # 2 cores in about half the runs (benchmarks/teacher_inference.py).
+    s = _subset()
+    for ds in (make_dataset(s, batch_size=4, training=False),
+               make_dataset(s, batch_size=4, training=True, num_epochs=2, with_view=True)):
+        assert ds.options().autotune.enabled is False
