@@ -114,13 +114,13 @@ class TrainConfig:
     seed: int = 0
     verbose: int = field(default=1, metadata=_range(0, 2))
     # BatchNorm statistics re-estimated on this many training images before each
-    # validation (tfigkd/models/batchnorm.py); 0 keeps the moving averages. 256 moves
-    # validation accuracy by 0.3-0.4 points on average (at most 1.4) from a 4,096-image
-    # estimate, below the +-1.2-point standard error of a 1,000-image validation set,
-    # and costs a quarter of 1,024's forward passes, about 0.25 s of a 2 s student
-    # epoch (benchmarks/results/precise_bn_sample.json). Run folders recorded with
-    # the older default (1,024) resume with `precise_bn_images: 1024` in their YAML.
-    precise_bn_images: int = field(default=256, metadata=_range(0, None))
+    # validation (tfigkd/models/batchnorm.py); 0 keeps the moving averages. The sample
+    # also sets the statistics of the saved (and exported) model. 256 costs a quarter
+    # of the forward passes but moves validation accuracy by 0.3-0.4 points on average
+    # (1,024: 0.2-0.25) from a 4,096-image estimate, and in the main job 8 of 9 saved
+    # models lost test accuracy with it, 0.28 points on average (one KD seed 1 point);
+    # see docs/method.md. Part of every recorded run recipe.
+    precise_bn_images: int = field(default=1024, metadata=_range(0, None))
     # none: one device; mirrored: this machine's GPUs (or logical CPUs); multi_worker:
     # the machines of TF_CONFIG. Same recipe, same global batch (docs/scaling.md).
     distribute: str = field(default="none", metadata=_choices("none", "mirrored", "multi_worker"))
