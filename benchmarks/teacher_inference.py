@@ -9,8 +9,8 @@
   ig_forward    the F(x) and F(x') forward pass of ``IntegratedGradients``
                 (completeness), on ig.batch_size images and their baselines
                 per call, as ``attribute(return_delta=True)`` runs it;
-  per_view      ``tfigkd.distill.view_cache.compute_view_logits`` as the
-                per-view cache runs it: one epoch of the student's training
+  per_view      ``compute_view_logits`` with ``view_forward``, as the
+                per-view cache runs them: one epoch of the student's training
                 pipeline (crop, flip, the student's batch size), the teacher's
                 normalisation of each view, the forward pass, rows ordered by
                 view. Its bare reference (``bare_view_batch``) is the forward
@@ -59,11 +59,10 @@ def main(argv=None):
     from tfigkd.attribution.integrated_gradients import IntegratedGradients, make_baseline
     from tfigkd.config import load_config
     from tfigkd.data import load_splits, normalize
-    from tfigkd.distill.distiller import teacher_input
     from tfigkd.distill.logit_cache import compute_logits
     from tfigkd.distill.view_cache import compute_view_logits
     from tfigkd.experiments.common import training_data
-    from tfigkd.experiments.student import teacher_affine
+    from tfigkd.experiments.student import teacher_affine, view_forward
 
     cfg = load_config(args.config)
     splits = load_splits(cfg.data)
@@ -97,10 +96,7 @@ def main(argv=None):
     scfg = cfg.student.train
     vb = scfg.batch_size
     t_mean, t_std = teacher_affine(cfg, splits)
-    view_fn = tf.function(lambda b: teacher(teacher_input(b, teacher, t_mean, t_std),
-                                            training=False),
-                          input_signature=[tf.TensorSpec((None, *splits.input_shape),
-                                                         tf.float32)])
+    view_fn = view_forward(teacher, splits.input_shape, (t_mean, t_std))
     views = training_data(dataclasses.replace(splits, train=sub), scfg, 0, with_view=True)
     x_view = [x[i:i + vb] for i in range(0, n, vb)]
 

@@ -179,22 +179,32 @@ def build_distillation(cfg, splits, mode, seed, teacher=None, maps=None, cached=
     return distiller, train_data
 
 
-def per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir, train_data, norm,
-                    k):
-    """The teacher's logits of every training view of (mode, seed), cached by view recipe."""
+def view_forward(teacher, input_shape, norm):
+    """The teacher's logits of a batch of training views in the student's input space.
+
+    ``norm``: ``teacher_affine``'s (mean, std), applied inside the trace. One
+    trace for every batch size (the last batch of an epoch may be partial).
+    """
     import tensorflow as tf
 
     from tfigkd.distill.distiller import teacher_input
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32)])
+    def forward(image):
+        return teacher(teacher_input(image, teacher, *norm), training=False)
+
+    return forward
+
+
+def per_view_logits(cfg, splits, mode, seed, teacher, teacher_file, view_dir, train_data, norm,
+                    k):
+    """The teacher's logits of every training view of (mode, seed), cached by view recipe."""
     from tfigkd.distill.topk import pack_top_k
     from tfigkd.distill.view_cache import compute_view_logits, load_or_compute, recipe_key
 
     recipe = view_recipe(cfg, splits, mode, seed, file_sha256(teacher_file))
     epochs, n = cfg.student.train.epochs, len(splits.train)
-
-    # One trace for every batch shape (the last batch of an epoch may be partial).
-    @tf.function(input_signature=[tf.TensorSpec((None, *splits.input_shape), tf.float32)])
-    def forward(image):
-        return teacher(teacher_input(image, teacher, *norm), training=False)
+    forward = view_forward(teacher, splits.input_shape, norm)
 
     def compute():  # batches spread over this machine's replicas (train.distribute)
         rows = compute_view_logits(replicated(forward, inference_strategy(cfg.teacher.train)),
